@@ -4,7 +4,7 @@ Every error carries a message meant for a person. One place turns them into an H
 page or JSON (``hotspot.web``), one place into a CLI message and exit code
 (``hotspot.cli``): exit 2 for bad input, 1 for a failure.
 
-    >>> raise NotFound("No resource with id 'x'.")
+    >>> raise NotFound(N_("There is no resource %(id)s here."), id="x")
 """
 
 
@@ -14,11 +14,26 @@ class HotspotError(Exception):
     status = 500
     exit_code = 1
 
-    def __init__(self, message: str, *, status: int | None = None):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, status: int | None = None, **params: object):
+        text = message % params if params else message
+        super().__init__(text)
+        self.message = text
+        # The untranslated template and its parameters: a page translates the template (when
+        # it was marked with N_ for extraction) and fills in the parameters.
+        self.template = message
+        self.params = params
         if status is not None:
             self.status = status
+
+    def translated(self, gettext) -> str:
+        """The message in the reader's language, given a ``gettext`` function."""
+        template = gettext(self.template)
+        return template % self.params if self.params else template
+
+
+def N_(message: str) -> str:
+    """Mark a message for translation without translating it now (Babel extracts N_)."""
+    return message
 
 
 class BadRequest(HotspotError):

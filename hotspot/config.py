@@ -1,0 +1,252 @@
+"""The one settings table, and loading the configuration file.
+
+Every setting is declared once in ``SETTINGS`` with its default, its converter and a help
+text. The TOML file, ``hotspot config show`` and ``docs/configuration.md`` all come from this
+table; an unknown key in the file is an error that names the key.
+
+    >>> cfg = load_config(None, overrides={"server.port": "0"})
+    >>> cfg.server.port
+    0
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "/etc/hotspot/hotspot.toml"
+DEFAULT_DATA_DIR = "/var/lib/hotspot"
+UI_LANGUAGES = ("en", "es", "fr", "pt")
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected a whole number")
+        number = int(value)
+        if not low <= number <= high:
+            raise ValueError(f"expected a number from {low} to {high}")
+        return number
+
+    convert.type_name = "integer"  # type: ignore[attr-defined]
+    return convert
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected text")
+    return value
+
+
+def _language(value: Any) -> str:
+    value = _str(value)
+    if value not in UI_LANGUAGES:
+        raise ValueError(f"expected one of {', '.join(UI_LANGUAGES)}")
+    return value
+
+
+def _log_level(value: Any) -> str:
+    value = _str(value).upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+    return value
+
+
+_bool.type_name = "boolean"  # type: ignore[attr-defined]
+_str.type_name = "string"  # type: ignore[attr-defined]
+_language.type_name = "string"  # type: ignore[attr-defined]
+_log_level.type_name = "string"  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # "section.key"; data_dir is the only top-level key
+    default: Any
+    convert: Callable[[Any], Any]
+    help: str
+
+    @property
+    def section(self) -> str:
+        return self.name.split(".")[0] if "." in self.name else ""
+
+    @property
+    def key(self) -> str:
+        return self.name.split(".")[-1]
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", DEFAULT_DATA_DIR, _str,
+            "Where the library, its files and the contributions are kept."),
+    Setting("server.host", "0.0.0.0", _str,
+            "Address the web server listens on (0.0.0.0: every network of the hotspot)."),
+    Setting("server.port", 80, _int_range(0, 65535),
+            "Port the web server listens on (0 picks a free port)."),
+    Setting("server.threads", 8, _int_range(1, 64),
+            "Worker threads that build pages. Media is sent by the main loop, not by these."),
+    Setting("server.connection_limit", 200, _int_range(10, 10000),
+            "Most phones connected to the web server at once."),
+    Setting("server.channel_timeout", 120, _int_range(5, 3600),
+            "Seconds an idle connection is kept open (slow phones need time)."),
+    Setting("server.max_request_body", 1048576, _int_range(1024, 2**34),
+            "Largest request body in bytes the server accepts."),
+    Setting("server.access_log", False, _bool,
+            "Log one line per request (method, path, status, size). "
+            "Never logs addresses or browsers, even when on."),
+    Setting("server.log_level", "INFO", _log_level,
+            "How much the server writes to its log: DEBUG, INFO, WARNING or ERROR."),
+    Setting("library.default_language", "en", _language,
+            "Language of the pages when the phone asks for none we have."),
+    Setting("library.page_size", 20, _int_range(5, 100),
+            "Resources listed on one page of browse and search results."),
+    Setting("library.page_cache_entries", 512, _int_range(0, 100000),
+            "Rendered pages kept in memory (per catalog version and language)."),
+    Setting("library.max_query_length", 200, _int_range(10, 1000),
+            "Longest search text accepted, in characters."),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+class Config(SimpleNamespace):
+    """Effective settings: ``cfg.server.port``, ``cfg.data_dir``; ``cfg.value("server.port")``."""
+
+    def value(self, name: str) -> Any:
+        node: Any = self
+        for part in name.split("."):
+            node = getattr(node, part)
+        return node
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def _apply(values: dict[str, Any], name: str, raw: Any, origin: str) -> None:
+    setting = _BY_NAME.get(name)
+    if setting is None:
+        raise ConfigError(f"{origin}: unknown setting '{name}'. "
+                          f"Run 'hotspot config show' to see every setting.")
+    try:
+        values[name] = setting.convert(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{origin}: setting '{name}' has a bad value {raw!r}: {exc}.") from None
+
+
+def _flatten(data: dict[str, Any], origin: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for subkey, subvalue in value.items():
+                if isinstance(subvalue, dict):
+                    raise ConfigError(f"{origin}: unknown section '{key}.{subkey}'.")
+                flat[f"{key}.{subkey}"] = subvalue
+        else:
+            flat[key] = value
+    return flat
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse one TOML file into ``{"section.key": raw value}``; errors name the file."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"Configuration file {path} does not exist.") from None
+    except PermissionError:
+        raise ConfigError(f"Configuration file {path} cannot be read (permission denied).") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Configuration file {path} is not valid TOML: {exc}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Configuration file {path} is not UTF-8 text.") from None
+    return _flatten(data, str(path))
+
+
+def resolve_config_path(cli_path: str | None, environ: dict[str, str] | None = None) -> Path | None:
+    """``--config`` wins, then ``HOTSPOT_CONFIG``, then the default file if it exists."""
+    environ = os.environ if environ is None else environ
+    if cli_path:
+        return Path(cli_path)
+    if environ.get("HOTSPOT_CONFIG"):
+        return Path(environ["HOTSPOT_CONFIG"])
+    default = Path(DEFAULT_CONFIG_PATH)
+    return default if default.exists() else None
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the file at ``path`` (if any), then ``overrides`` (from the command line)."""
+    values = {setting.name: setting.default for setting in SETTINGS}
+    if path is not None:
+        for name, raw in read_config_file(Path(path)).items():
+            _apply(values, name, raw, str(path))
+    for name, raw in (overrides or {}).items():
+        if raw is not None:
+            _apply(values, name, raw, "command line")
+    return _build(values)
+
+
+def _build(values: dict[str, Any]) -> Config:
+    config = Config()
+    for name, value in values.items():
+        if "." in name:
+            section, key = name.split(".", 1)
+            if not hasattr(config, section):
+                setattr(config, section, SimpleNamespace())
+            setattr(getattr(config, section), key, value)
+        else:
+            setattr(config, name, value)
+    return config
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def render_toml(config: Config | None = None, *, commented_defaults: bool = False) -> str:
+    """The configuration as TOML, every key with its help and default.
+
+    With ``commented_defaults`` every line is commented out (the file provisioning installs).
+    """
+    lines = ["# Community hotspot configuration. Every setting, with its help and default."]
+    section = None
+    for setting in SETTINGS:
+        if setting.section != section:
+            section = setting.section
+            lines.append("")
+            if section:
+                lines.append(f"[{section}]")
+        value = setting.default if config is None else config.value(setting.name)
+        lines.append(f"# {setting.help} (default: {_toml_value(setting.default)})")
+        prefix = "# " if commented_defaults else ""
+        lines.append(f"{prefix}{setting.key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown() -> str:
+    """The settings table for ``docs/configuration.md``."""
+    rows = ["| Setting | Type | Default | What it does |", "| --- | --- | --- | --- |"]
+    for setting in SETTINGS:
+        type_name = getattr(setting.convert, "type_name", "string")
+        rows.append(f"| `{setting.name}` | {type_name} | `{_toml_value(setting.default)}` | {setting.help} |")
+    return "\n".join(rows) + "\n"

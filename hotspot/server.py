@@ -1,0 +1,91 @@
+"""Running the web server: waitress with settings from the configuration.
+
+Logs go to standard output and never contain a client's address or browser: the people who
+use the hotspot may be at risk, and a seized device must not tell who visited it. The optional
+access log (``server.access_log``) writes only method, path (without the query string, which
+may hold search words), status and size.
+
+    >>> run(config, app)        # blocks until SIGTERM or Ctrl-C
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Callable
+
+import waitress
+
+from .config import Config
+
+log = logging.getLogger("hotspot.server")
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class AccessLog:
+    """WSGI middleware: one line per request with no address, browser or query string."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+        self.log = logging.getLogger("hotspot.access")
+
+    def __call__(self, environ, start_response):
+        seen = {}
+
+        def recording_start_response(status, headers, exc_info=None):
+            seen["status"] = status.split(" ", 1)[0]
+            seen["length"] = next((v for k, v in headers if k.lower() == "content-length"), "-")
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, recording_start_response)
+        self.log.info("%s %s %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
+                      seen.get("status", "-"), seen.get("length", "-"))
+        return result
+
+
+def create_server(config: Config, app: Callable):
+    wsgi_app = AccessLog(app) if config.server.access_log else app
+    return waitress.create_server(
+        wsgi_app,
+        host=config.server.host,
+        port=config.server.port,
+        threads=config.server.threads,
+        connection_limit=config.server.connection_limit,
+        channel_timeout=config.server.channel_timeout,
+        max_request_body_size=config.server.max_request_body,
+        ident="hotspot",
+        expose_tracebacks=False,
+        clear_untrusted_proxy_headers=True,
+        asyncore_use_poll=True,
+    )
+
+
+def run(config: Config, app: Callable, announce: Callable[[str], None] = print) -> int:
+    """Serve until SIGTERM/SIGINT; finishes requests in flight, then returns 0."""
+    server = create_server(config, app)
+    host = config.server.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    announce(f"Library ready at http://{shown}:{server.effective_port}/")
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()  # waitress shuts its worker threads down on SystemExit/KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    log.info("Server stopped.")
+    return 0

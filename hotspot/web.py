@@ -1,0 +1,374 @@
+"""The web application: thin bottle routes over the catalog, the views and the media store.
+
+Routes parse the request, call the catalog or the media module, and render. Pages are cached
+per catalog version, language and address as gzip bytes, with an ``ETag`` so a phone that has
+a page already gets a 304. Errors (``HotspotError``) become a friendly page in the reader's
+language, never a traceback.
+
+    >>> app = create_app(config, CatalogHolder(paths), MediaStore(paths.media), Translations.load())
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+from urllib.parse import parse_qsl
+
+import bottle
+
+from . import __version__
+from .catalog import Catalog, load_catalog
+from .config import UI_LANGUAGES, Config
+from .errors import N_, BadRequest, HotspotError, NotFound
+from .i18n import Translations, choose_language
+from .library import DataPaths
+from .media import MediaStore, prepare_media_response
+from .views import Site, Views
+
+log = logging.getLogger("hotspot.web")
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_QUERY_STRING = 2048
+MAX_QUERY_FIELDS = 20
+MAX_PAGE = 100_000
+LANG_COOKIE = "lang"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; base-uri 'self'; form-action 'self'; "
+                               "frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class CatalogHolder:
+    """Owns the catalog in memory and reloads it when its file is replaced (a new pack)."""
+
+    def __init__(self, paths: DataPaths, check_every: float = 2.0):
+        self.paths = paths
+        self._check_every = check_every
+        self._lock = threading.Lock()
+        self._stamp = self._file_stamp()
+        self._catalog = load_catalog(paths.catalog)
+        self._checked = time.monotonic()
+
+    def _file_stamp(self) -> tuple | None:
+        try:
+            st = os.stat(self.paths.catalog)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    @property
+    def current(self) -> Catalog:
+        now = time.monotonic()
+        if now - self._checked >= self._check_every and self._lock.acquire(blocking=False):
+            try:
+                self._checked = now
+                stamp = self._file_stamp()
+                if stamp != self._stamp:
+                    try:
+                        self._catalog = load_catalog(self.paths.catalog)
+                        self._stamp = stamp
+                        log.info("Library reloaded: %s", self._catalog.version)
+                    except HotspotError as exc:
+                        log.error("Keeping the current library; the new one cannot be read: %s",
+                                  exc.message)
+            finally:
+                self._lock.release()
+        return self._catalog
+
+
+class PageCache:
+    """A small LRU of gzip-compressed pages."""
+
+    def __init__(self, max_entries: int):
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            body = self._items.get(key)
+            if body is not None:
+                self._items.move_to_end(key)
+            return body
+
+    def put(self, key: str, body: bytes) -> None:
+        if self.max_entries <= 0:
+            return
+        with self._lock:
+            self._items[key] = body
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+
+class StaticFiles:
+    """The stylesheet and icon, kept in memory with their gzip form and a content hash."""
+
+    TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+
+    def __init__(self, directory: Path = STATIC_DIR):
+        self.files: dict[str, tuple[bytes, bytes, str, str]] = {}
+        for path in sorted(directory.iterdir()):
+            if path.suffix not in self.TYPES:
+                continue
+            raw = path.read_bytes()
+            digest = hashlib.sha256(raw).hexdigest()[:12]
+            self.files[path.name] = (raw, gzip.compress(raw, 9, mtime=0), self.TYPES[path.suffix], digest)
+
+    def url(self, name: str) -> str:
+        return f"/static/{self.files[name][3]}/{name}"
+
+
+def read_query(environ: dict) -> dict[str, str]:
+    """The query string as ``{name: first value}``; bad encodings and floods are refused."""
+    raw = environ.get("QUERY_STRING", "")
+    if len(raw) > MAX_QUERY_STRING:
+        raise BadRequest(N_("This address is too long."), status=414)
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, errors="strict",
+                          max_num_fields=MAX_QUERY_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest(N_("This address contains characters we cannot read.")) from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in name + value):
+            raise BadRequest(N_("This address contains characters we cannot read."))
+        params.setdefault(name, value)
+    return params
+
+
+def parse_page(params: dict[str, str]) -> int:
+    raw = params.get("page", "1") or "1"
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest(N_("“%(page)s” is not a page number."), page=raw[:20])
+    return int(raw)
+
+
+def parse_search_text(params: dict[str, str], max_length: int) -> str:
+    query = params.get("q", "").strip()
+    if len(query) > max_length:
+        raise BadRequest(N_("The search text is too long (at most %(max)s characters)."),
+                         max=max_length)
+    return query
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: no scheme, no host, no backslash tricks."""
+    if (not target or not target.startswith("/") or target.startswith("//")
+            or "\\" in target or len(target) > MAX_QUERY_STRING
+            or any(ord(ch) < 32 for ch in target)):
+        return "/"
+    return target
+
+
+def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
+               translations: Translations) -> bottle.Bottle:
+    app = bottle.Bottle()
+    static = StaticFiles()
+    views = Views(translations, Site(css_url=static.url("site.css"), icon_url=static.url("icon.svg"),
+                                     max_query=config.library.max_query_length))
+    cache = PageCache(config.library.page_cache_entries)
+    page_size = config.library.page_size
+    default_lang = config.library.default_language
+
+    def language() -> str:
+        return choose_language(bottle.request.get_cookie(LANG_COOKIE),
+                               bottle.request.headers.get("Accept-Language"), default_lang)
+
+    def current_path() -> str:
+        query = bottle.request.environ.get("QUERY_STRING", "")
+        path = bottle.request.path
+        return f"{path}?{query}" if query and len(query) <= MAX_QUERY_STRING else path
+
+    def send_html(body: bytes, etag: str | None, lang: str) -> bytes:
+        response = bottle.response
+        response.content_type = "text/html; charset=utf-8"
+        response.set_header("Content-Language", lang)
+        response.set_header("Vary", "Accept-Encoding, Accept-Language, Cookie")
+        response.set_header("Cache-Control", "no-cache")
+        if etag:
+            response.set_header("ETag", etag)
+        if "gzip" in bottle.request.headers.get("Accept-Encoding", ""):
+            response.set_header("Content-Encoding", "gzip")
+            return body
+        return gzip.decompress(body)
+
+    def page(key: str, render: Callable[[Catalog, str], str]) -> bytes:
+        """Serve a cached page, a 304, or render it now. ``key`` names the page's content."""
+        catalog = catalogs.current
+        lang = language()
+        cache_key = f"{__version__}|{catalog.version}|{lang}|{key}"
+        etag = '"' + hashlib.sha256(cache_key.encode()).hexdigest()[:24] + '"'
+        if etag in bottle.request.headers.get("If-None-Match", ""):
+            bottle.response.status = 304
+            bottle.response.set_header("ETag", etag)
+            bottle.response.set_header("Vary", "Accept-Encoding, Accept-Language, Cookie")
+            return b""
+        body = cache.get(cache_key)
+        if body is None:
+            body = gzip.compress(render(catalog, lang).encode("utf-8"), 6, mtime=0)
+            cache.put(cache_key, body)
+        return send_html(body, etag, lang)
+
+    def error_page(status: int, detail: str) -> bytes:
+        catalog = catalogs.current
+        lang = language()
+        bottle.response.status = status
+        html = views.error(catalog, lang, current_path(), status, detail)
+        return send_html(gzip.compress(html.encode("utf-8"), 6, mtime=0), None, lang)
+
+    def handle_errors(callback):
+        def wrapper(*args, **kwargs):
+            try:
+                return callback(*args, **kwargs)
+            except HotspotError as exc:
+                lang = language()
+                for name, value in getattr(exc, "headers", {}).items():
+                    bottle.response.set_header(name, value)
+                return error_page(exc.status, exc.translated(lambda m: translations.gettext(lang, m)))
+        return wrapper
+
+    app.install(handle_errors)
+
+    @app.hook("after_request")
+    def security_headers():
+        for name, value in SECURITY_HEADERS.items():
+            bottle.response.set_header(name, value)
+
+    @app.get("/")
+    def home():
+        read_query(bottle.request.environ)
+        return page("home", lambda catalog, lang: views.home(catalog, lang))
+
+    @app.get("/browse")
+    def browse():
+        params = read_query(bottle.request.environ)
+        catalog = catalogs.current
+        filters = catalog.parse_filters(params)
+        number = parse_page(params)
+        result = catalog.browse(filters, number, page_size)
+        return page(f"browse|{sorted(filters.active().items())}|{number}",
+                    lambda catalog, lang: views.listing(catalog, lang, current_path(), result,
+                                                        filters, None))
+
+    @app.get("/search")
+    def search():
+        params = read_query(bottle.request.environ)
+        catalog = catalogs.current
+        filters = catalog.parse_filters(params)
+        number = parse_page(params)
+        query = parse_search_text(params, config.library.max_query_length)
+        if query:
+            result = catalog.search(query, filters, number, page_size)
+        else:
+            result = catalog.browse(filters, number, page_size)
+        return page(f"search|{query}|{sorted(filters.active().items())}|{number}",
+                    lambda catalog, lang: views.listing(catalog, lang, current_path(), result,
+                                                        filters, query))
+
+    @app.get("/r/<resource_id>")
+    def resource(resource_id: str):
+        read_query(bottle.request.environ)
+        item = catalogs.current.get(resource_id)
+        return page(f"resource|{resource_id}",
+                    lambda catalog, lang: views.resource(catalog, lang, bottle.request.path, item))
+
+    @app.get("/about")
+    def about():
+        read_query(bottle.request.environ)
+        return page("about", lambda catalog, lang: views.about(catalog, lang))
+
+    @app.get("/lang/<code>")
+    def set_language(code: str):
+        if code not in UI_LANGUAGES:
+            raise NotFound(N_("This language is not available."))
+        target = safe_next(read_query(bottle.request.environ).get("next"))
+        bottle.response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, path="/",
+                                   httponly=True, samesite="lax")
+        bottle.response.status = 303
+        bottle.response.set_header("Location", target)
+        bottle.response.set_header("Cache-Control", "no-store")
+        return b""
+
+    @app.get("/media/<sha256>/<name>")
+    def media_file(sha256: str, name: str):
+        params = read_query(bottle.request.environ)
+        entry = catalogs.current.files_by_sha.get(sha256)
+        if entry is None:
+            raise NotFound(N_("This file is not in the library."))
+        result = prepare_media_response(
+            media, sha256, media_type=entry.media_type, filename=entry.name,
+            method=bottle.request.method, request_headers=bottle.request.headers,
+            as_attachment=params.get("download") == "1")
+        bottle.response.status = result.status
+        for header, value in result.headers:
+            bottle.response.set_header(header, value)
+        # A file object is handed to waitress's wsgi.file_wrapper by bottle: the main loop
+        # sends it, so a slow phone does not hold a worker thread.
+        return result.file if result.file is not None else b""
+
+    @app.get("/static/<version>/<name>")
+    def static_file(version: str, name: str):
+        if name not in static.files:
+            raise NotFound(N_("This file is not in the library."))
+        raw, compressed, content_type, digest = static.files[name]
+        response = bottle.response
+        response.content_type = content_type
+        response.set_header("ETag", f'"{digest}"')
+        response.set_header("Vary", "Accept-Encoding")
+        if version == digest:
+            response.set_header("Cache-Control", "public, max-age=31536000, immutable")
+        else:
+            response.set_header("Cache-Control", "no-cache")
+        if f'"{digest}"' in bottle.request.headers.get("If-None-Match", ""):
+            response.status = 304
+            return b""
+        if "gzip" in bottle.request.headers.get("Accept-Encoding", ""):
+            response.set_header("Content-Encoding", "gzip")
+            return compressed
+        return raw
+
+    @app.get("/favicon.ico")
+    def favicon():
+        bottle.response.status = 301
+        bottle.response.set_header("Location", static.url("icon.svg"))
+        return b""
+
+    @app.get("/healthz")
+    def healthz():
+        catalog = catalogs.current
+        bottle.response.content_type = "application/json"
+        bottle.response.set_header("Cache-Control", "no-store")
+        return json.dumps({"status": "ok", "version": __version__, "library": catalog.version,
+                           "resources": len(catalog.resources)})
+
+    def router_error(error: bottle.HTTPError) -> bytes:
+        if error.status_code == 404:
+            detail = translations.gettext(language(), N_("There is no page at this address."))
+        elif error.status_code == 405:
+            detail = ""
+        else:
+            if error.exception is not None:
+                log.error("Error while serving %s: %r", bottle.request.path, error.exception)
+            detail = ""
+        for name, value in SECURITY_HEADERS.items():
+            bottle.response.set_header(name, value)
+        try:
+            return error_page(error.status_code, detail)
+        except Exception:  # the catalog itself failed: still answer plainly
+            bottle.response.content_type = "text/plain; charset=utf-8"
+            return b"The hotspot has a problem. Try again in a moment."
+
+    for code in (400, 404, 405, 413, 500):
+        app.error(code)(router_error)
+    return app
