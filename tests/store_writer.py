@@ -1,8 +1,8 @@
 """Helper for ``test_store.py``: writes to a Store in a loop until it is killed.
 
-    python tests/store_writer.py /tmp/x/hotspot.json [--limit N]
+    python tests/store_writer.py /tmp/x/hotspot.json [--ballast-kb 512] [--limit N]
 
-Each round continues from the highest ``seq`` already stored and makes these changes, each one
+With ``--ballast-kb`` it first stores one big document, so every write takes longer. Each round continues from the highest ``seq`` already stored and makes these changes, each one
 its own write unless said otherwise:
 
 - inserts ``{"seq": n}`` into ``records``;
@@ -23,8 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hotspot.store import Store  # noqa: E402
 
 
-def write_rounds(store: Store, limit: int) -> None:
+def write_rounds(store: Store, limit: int, ballast_kb: int = 0) -> None:
     seq = max((doc["seq"] for doc in store.all("records")), default=0)
+    if ballast_kb and not store.all("ballast"):
+        # A bigger file makes each write take longer, so a kill is more likely to land in one.
+        store.insert("ballast", {"text": "x" * (ballast_kb * 1024)})
     store.upsert("counter", {"key": "last"}, key="last")
     for _ in range(limit):
         seq += 1
@@ -43,10 +46,11 @@ def write_rounds(store: Store, limit: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path")
+    parser.add_argument("--ballast-kb", type=int, default=0, help="size of one big document")
     parser.add_argument("--limit", type=int, default=100_000, help="stop after this many rounds")
     args = parser.parse_args(argv)
     with Store(args.path) as store:
-        write_rounds(store, args.limit)
+        write_rounds(store, args.limit, args.ballast_kb)
     return 0
 
 

@@ -18,6 +18,7 @@ from hotspot.errors import StoreCorrupt, StoreError
 from hotspot.store import Store
 
 WRITER = Path(__file__).with_name("store_writer.py")
+BALLAST_KB = int(os.environ.get("STORE_TEST_BALLAST_KB", 512))
 
 
 @pytest.fixture
@@ -463,6 +464,11 @@ class AckReader:
                 raise AssertionError(f"writer acked {len(self.acked)} of {count} in time")
             self._read_some(remaining)
 
+    def read_for(self, seconds):
+        deadline = time.monotonic() + seconds
+        while not self.eof and (remaining := deadline - time.monotonic()) > 0:
+            self._read_some(remaining)
+
     def drain(self, timeout=10):
         # Acks already in the pipe were printed after their writes returned: they count too.
         deadline = time.monotonic() + timeout
@@ -512,7 +518,8 @@ def test_kill_9_never_loses_an_acked_write(tmp_path):
         stderr_path = tmp_path / f"writer-{cycle}.err"
         with open(stderr_path, "wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, str(WRITER), str(path)], stdout=subprocess.PIPE, stderr=stderr
+                [sys.executable, str(WRITER), str(path), "--ballast-kb", str(BALLAST_KB)],
+                stdout=subprocess.PIPE, stderr=stderr
             )
         try:
             reader = AckReader(proc)
@@ -522,6 +529,9 @@ def test_kill_9_never_loses_an_acked_write(tmp_path):
                 proc.kill()
                 proc.wait()
                 raise AssertionError(f"seed {seed}, cycle {cycle}: {stderr_path.read_text()}")
+            # Correctness does not depend on this pause: it only spreads the kill over a whole
+            # round (a few ms), so it lands inside a write often, not always at the same step.
+            reader.read_for(rng.uniform(0, 0.008))
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             reader.drain()
