@@ -2,8 +2,9 @@
 
     python tests/store_writer.py /tmp/x/hotspot.json [--ballast-kb 512] [--limit N]
 
-With ``--ballast-kb`` it first stores one big document, so every write takes longer. Each round continues from the highest ``seq`` already stored and makes these changes, each one
-its own write unless said otherwise:
+With ``--ballast-kb`` it first stores one big document, so every write takes longer. Each
+round continues from the highest ``seq`` already stored and makes these changes, each one its
+own write unless said otherwise:
 
 - inserts ``{"seq": n}`` into ``records``;
 - sets ``counter`` (``key="last"``) to ``n``;
