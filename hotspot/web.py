@@ -243,7 +243,8 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
     @app.hook("after_request")
     def security_headers():
         for name, value in SECURITY_HEADERS.items():
-            bottle.response.set_header(name, value)
+            if name not in bottle.response.headers:  # media may set a stricter sandbox policy
+                bottle.response.set_header(name, value)
 
     @app.get("/")
     def home():
