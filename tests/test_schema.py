@@ -361,3 +361,17 @@ def test_cli_as_a_real_process():
     )
     assert result.returncode == 2
     assert "No catalog file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_key_is_documented():
+    doc = (ROOT / "docs" / "catalog-format.md").read_text(encoding="utf-8")
+    keys = (schema.TOP_KEYS | schema.LIBRARY_KEYS | schema.TAXONOMY_ENTRY_KEYS | schema.RESOURCE_KEYS
+            | schema.FILE_KEYS | set(schema.TAXONOMY_LISTS) | schema.ICONS)
+    missing = sorted(k for k in keys if f"`{k}`" not in doc)
+    assert missing == []
+
+
+def test_documented_example_is_valid():
+    doc = (ROOT / "docs" / "catalog-format.md").read_text(encoding="utf-8")
+    example = doc.split("## Example")[1].split("```json")[1].split("```")[0]
+    assert problems(json.loads(example)) == []
