@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from content_pack.schema import load_catalog as load_catalog_file
 from content_pack.schema import validate_catalog
 
-from .errors import CatalogError
+from .errors import BadRequest, CatalogError
 from .media import MediaStore
 from .store import Store
 
@@ -76,7 +76,12 @@ def install_catalog(paths: DataPaths, data: Mapping[str, Any], files_dir: Path |
             if files_dir is None:
                 raise CatalogError(f"File '{entry['name']}' is not in the media store and no "
                                    f"folder of files was given.")
-            media.add_file(_find_file(files_dir, entry), expected_sha256=entry["sha256"])
+            source = _find_file(files_dir, entry)
+            try:
+                media.add_file(source, expected_sha256=entry["sha256"])
+            except BadRequest as exc:
+                raise CatalogError(f"File '{entry['name']}' ({source}) does not match the "
+                                   f"catalog: {exc.message}") from None
     digest = catalog_hash(data)
     # Written to a fresh file and renamed over the old one: readers see old or new, never half.
     staging = paths.catalog.with_name(".catalog.json.new")
