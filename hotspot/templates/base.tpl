@@ -27,7 +27,7 @@
 </form>
 </header>
 % if v.catalog.library.get("demo"):
-<p class="demo">{{_("Demo library: example content to try the hotspot. It is not real guidance.")}}</p>
+<p class="demo">{{_("Demo library, made to try the hotspot. Resources marked as demo are examples, not real guidance.")}}</p>
 % end
 <main id="main">
 {{!base}}

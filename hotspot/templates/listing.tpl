@@ -5,7 +5,9 @@
 % rebase("base", title=_("Search"))
 <h1>{{_("Search results")}}</h1>
 % end
-<form class="filters" action="{{"/browse" if query is None else "/search"}}" method="get">
+<details class="filters"{{!"" if filters.active() else " open"}}>
+<summary>{{_("Filters")}}{{(" (%d)" % len(filters.active())) if filters.active() else ""}}</summary>
+<form action="{{"/browse" if query is None else "/search"}}" method="get">
 % if query is not None:
 <p><label for="fq">{{_("Words to search for")}}</label>
 <input id="fq" name="q" type="search" value="{{query}}" maxlength="{{v.max_query}}"></p>
@@ -25,6 +27,7 @@
 % end
 </p>
 </form>
+</details>
 <p class="count" role="status">{{v.ngettext("%(n)s resource", "%(n)s resources", page.total)}}</p>
 % if page.items:
 <ul class="list">
