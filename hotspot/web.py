@@ -203,9 +203,13 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
             return body
         return gzip.decompress(body)
 
-    def page(key: str, render: Callable[[Catalog, str], str]) -> bytes:
-        """Serve a cached page, a 304, or render it now. ``key`` names the page's content."""
-        catalog = catalogs.current
+    def page(key: str, render: Callable[[Catalog, str], str], catalog: Catalog | None = None) -> bytes:
+        """Serve a cached page, a 304, or render it now. ``key`` names the page's content.
+
+        ``render`` runs only on a cache miss, so searches and listings are computed once per
+        catalog version, language and address.
+        """
+        catalog = catalog or catalogs.current
         lang = language()
         cache_key = f"{__version__}|{catalog.version}|{lang}|{key}"
         etag = '"' + hashlib.sha256(cache_key.encode()).hexdigest()[:24] + '"'
@@ -257,10 +261,11 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
         catalog = catalogs.current
         filters = catalog.parse_filters(params)
         number = parse_page(params)
-        result = catalog.browse(filters, number, page_size)
-        return page(f"browse|{sorted(filters.active().items())}|{number}",
-                    lambda catalog, lang: views.listing(catalog, lang, current_path(), result,
-                                                        filters, None))
+
+        def render(catalog: Catalog, lang: str) -> str:
+            result = catalog.browse(filters, number, page_size)
+            return views.listing(catalog, lang, current_path(), result, filters, None)
+        return page(f"browse|{sorted(filters.active().items())}|{number}", render, catalog)
 
     @app.get("/search")
     def search():
@@ -269,20 +274,23 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
         filters = catalog.parse_filters(params)
         number = parse_page(params)
         query = parse_search_text(params, config.library.max_query_length)
-        if query:
-            result = catalog.search(query, filters, number, page_size)
-        else:
-            result = catalog.browse(filters, number, page_size)
-        return page(f"search|{query}|{sorted(filters.active().items())}|{number}",
-                    lambda catalog, lang: views.listing(catalog, lang, current_path(), result,
-                                                        filters, query))
+
+        def render(catalog: Catalog, lang: str) -> str:
+            if query:
+                result = catalog.search(query, filters, number, page_size)
+            else:
+                result = catalog.browse(filters, number, page_size)
+            return views.listing(catalog, lang, current_path(), result, filters, query)
+        return page(f"search|{query}|{sorted(filters.active().items())}|{number}", render, catalog)
 
     @app.get("/r/<resource_id>")
     def resource(resource_id: str):
         read_query(bottle.request.environ)
-        item = catalogs.current.get(resource_id)
+        catalog = catalogs.current
+        item = catalog.get(resource_id)
         return page(f"resource|{resource_id}",
-                    lambda catalog, lang: views.resource(catalog, lang, bottle.request.path, item))
+                    lambda catalog, lang: views.resource(catalog, lang, bottle.request.path, item),
+                    catalog)
 
     @app.get("/about")
     def about():
