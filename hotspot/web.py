@@ -255,25 +255,13 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
         read_query(bottle.request.environ)
         return page("home", lambda catalog, lang: views.home(catalog, lang))
 
-    @app.get("/browse")
-    def browse():
+    def listing(searching: bool) -> bytes:
+        """Browse (filters only) or search (words and filters): the same page, one code path."""
         params = read_query(bottle.request.environ)
         catalog = catalogs.current
         filters = catalog.parse_filters(params)
         number = parse_page(params)
-
-        def render(catalog: Catalog, lang: str) -> str:
-            result = catalog.browse(filters, number, page_size)
-            return views.listing(catalog, lang, current_path(), result, filters, None)
-        return page(f"browse|{sorted(filters.active().items())}|{number}", render, catalog)
-
-    @app.get("/search")
-    def search():
-        params = read_query(bottle.request.environ)
-        catalog = catalogs.current
-        filters = catalog.parse_filters(params)
-        number = parse_page(params)
-        query = parse_search_text(params, config.library.max_query_length)
+        query = parse_search_text(params, config.library.max_query_length) if searching else None
 
         def render(catalog: Catalog, lang: str) -> str:
             if query:
@@ -281,7 +269,11 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
             else:
                 result = catalog.browse(filters, number, page_size)
             return views.listing(catalog, lang, current_path(), result, filters, query)
-        return page(f"search|{query}|{sorted(filters.active().items())}|{number}", render, catalog)
+        key = f"{'search' if searching else 'browse'}|{query}|{sorted(filters.active().items())}|{number}"
+        return page(key, render, catalog)
+
+    app.get("/browse")(lambda: listing(searching=False))
+    app.get("/search")(lambda: listing(searching=True))
 
     @app.get("/r/<resource_id>")
     def resource(resource_id: str):
