@@ -64,7 +64,7 @@ from datetime import timezone
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Mapping
 
-from hotspot.errors import BadRequest, HotspotError, NotFound, RangeNotSatisfiable
+from hotspot.errors import N_, BadRequest, HotspotError, NotFound, RangeNotSatisfiable
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 CHUNK_SIZE = 1024 * 1024
@@ -120,7 +120,8 @@ class MediaStore:
     def path_for(self, sha256: str) -> Path:
         """The path of ``sha256`` in the store (existing or not); refuses anything unsafe."""
         if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):
-            raise BadRequest("A file id must be 64 lowercase hexadecimal characters (a SHA-256).")
+            raise BadRequest(
+                N_("A file id must be 64 lowercase hexadecimal characters (a SHA-256)."))
         directory = self.root / sha256[:2]
         path = directory / sha256
         for part in (directory, path):
@@ -143,7 +144,7 @@ class MediaStore:
         try:
             st = path.lstat()
         except FileNotFoundError:
-            raise NotFound(f"No media file {sha256}.") from None
+            raise NotFound(N_("No media file %(sha256)s."), sha256=sha256) from None
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeMediaPath(f"{path} is not a regular file.")
         return st.st_size
@@ -154,7 +155,7 @@ class MediaStore:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
-            raise NotFound(f"No media file {sha256}.") from None
+            raise NotFound(N_("No media file %(sha256)s."), sha256=sha256) from None
         except OSError as exc:  # ELOOP: a symlink appeared
             raise UnsafeMediaPath(f"Cannot open {path}: {exc.strerror}.") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -219,8 +220,8 @@ class MediaStore:
     def _check_hash(actual: str, expected: str | None) -> None:
         if expected is not None and actual != expected:
             raise BadRequest(
-                f"The file's SHA-256 is {actual}, but {expected} was expected; it was not stored."
-            )
+                N_("The file's SHA-256 is %(actual)s, but %(expected)s was expected; "
+                   "it was not stored."), actual=actual, expected=expected)
 
     def _make_dir(self, prefix: str) -> Path:
         directory = self.root / prefix
@@ -291,7 +292,8 @@ def prepare_media_response(store: MediaStore, sha256: str, *, media_type: str, f
     """
     method = method.upper()
     if method not in ("GET", "HEAD"):
-        error = HotspotError(f"Method {method} is not allowed for files.", status=405)
+        error = HotspotError(N_("Method %(method)s is not allowed for files."), status=405,
+                             method=method)
         error.headers = {"Allow": "GET, HEAD"}
         raise error
     headers_in = {str(k).lower(): str(v) for k, v in request_headers.items()}
@@ -393,7 +395,7 @@ def _requested_range(headers_in: dict[str, str], sha256: str, mtime: int,
     except ValueError:  # a number too long for int(): garbage
         return None
     if suffix == 0:
-        raise UnsatisfiableRange("An empty suffix range (bytes=-0) selects nothing.", size=size)
+        raise UnsatisfiableRange(N_("An empty suffix range (bytes=-0) selects nothing."), size=size)
     if size == 0:
         # A non-zero suffix of an empty file is "satisfiable" but has no Content-Range form;
         # ignoring Range and sending the (empty) file is the allowed, simple answer.
