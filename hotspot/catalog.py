@@ -223,7 +223,7 @@ class Catalog:
         for name in FILTER_NAMES:
             value = (params.get(name) or "").strip()
             if value and value not in known[name]:
-                raise BadRequest(N_("This library has no filter value “%(value)s”."),
+                raise BadRequest(N_("Nothing in this library is filed under “%(value)s”."),
                                  value=value[:40])
             values[name] = value
         return Filters(**values)

@@ -97,15 +97,14 @@ def choose_language(cookie: str | None, accept_language: str | None, default: st
 
 
 def format_size(size: int, lang: str) -> str:
-    """``1.5 MB`` / ``1,5 MB``: decimal units, one decimal from MB up."""
+    """``1.5 MB`` / ``1,5 MB``: decimal units, whole kB, one decimal from MB up."""
     if size < 1000:
         return f"{size} B"
-    units = (("kB", 1000), ("MB", 1000**2), ("GB", 1000**3))
-    unit, scale = units[0]
-    for unit, scale in units:
-        if size < scale * 1000:
+    for unit, scale, decimals in (("kB", 1000, 0), ("MB", 1000**2, 1), ("GB", 1000**3, 1)):
+        # Move up a unit when rounding would print 1000 of this one (999,999 B is 1 MB).
+        if round(size / scale, decimals) < 1000 or unit == "GB":
             break
-    pattern = "#,##0" if unit == "kB" else "#,##0.#"
+    pattern = "#,##0" if decimals == 0 else "#,##0.#"
     return f"{format_decimal(size / scale, format=pattern, locale=lang)} {unit}"
 
 

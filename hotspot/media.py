@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import logging
 import os
 import re
 import stat
@@ -65,6 +66,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Mapping
 
 from hotspot.errors import N_, BadRequest, HotspotError, NotFound, RangeNotSatisfiable
+
+log = logging.getLogger("hotspot.media")
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 CHUNK_SIZE = 1024 * 1024
@@ -89,16 +92,21 @@ _ETAG_RE = re.compile(r'(?:W/)?"([^"]*)"')
 class UnsafeMediaPath(NotFound):
     """A path in the store is a symlink or leads outside the store: never served or written.
 
-    It is a ``NotFound`` so a visitor sees a plain 404; the message says what is wrong for the
-    operator reading the log or the CLI output.
+    It is a ``NotFound`` so a visitor sees a plain 404 that names no server path; ``detail``
+    says what is wrong for the operator, and is written to the log.
     """
+
+    def __init__(self, detail: str):
+        super().__init__(N_("This file is not in the library."))
+        self.detail = detail
+        log.warning("Media store: %s", detail)
 
 
 class UnsatisfiableRange(RangeNotSatisfiable):
     """416, carrying the ``Content-Range: bytes */<size>`` header the response must include."""
 
-    def __init__(self, message: str, *, size: int):
-        super().__init__(message)
+    def __init__(self, message: str, *, size: int, **params: object):
+        super().__init__(message, size=size, **params)
         self.size = size
         self.headers = {"Content-Range": f"bytes */{size}"}
 
@@ -386,7 +394,8 @@ def _requested_range(headers_in: dict[str, str], sha256: str, mtime: int,
                 return None  # invalid syntax per RFC 9110 14.1.1: ignore
             if start >= size:
                 raise UnsatisfiableRange(
-                    f"The range starts at byte {start}, but the file has {size} bytes.", size=size)
+                    N_("The part asked for starts at byte %(start)s, but the file has %(size)s bytes."),
+                    size=size, start=start)
             end = size - 1 if end is None or end >= size else end
             return start, end
         if not last:

@@ -142,7 +142,7 @@ class Context:
             400: self._("We could not understand this request"),
             404: self._("This page is not here"),
             405: self._("This action is not possible here"),
-            413: self._("This is too large"),
+            413: self._("This file or form is too large"),
             416: self._("This part of the file does not exist"),
         }.get(status, self._("Something went wrong"))
 

@@ -287,9 +287,10 @@ def test_format_size_units(size, expected):
     assert format_size(size, "en") == expected
 
 
-@pytest.mark.xfail(reason="999,999 bytes rounds to 1,000 kB instead of moving up to 1 MB")
 def test_format_size_at_a_unit_boundary():
     assert format_size(999_999, "en") == "1 MB"
+    assert format_size(999_499, "en") == "999 kB"
+    assert format_size(999_960_000, "en") == "1 GB"
 
 
 @pytest.mark.parametrize("seconds, expected", [

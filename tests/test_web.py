@@ -179,7 +179,7 @@ def test_bad_browse_input_gets_a_clear_page(library_server, query, status):
 def test_unknown_filter_value_message_is_translated(library_server):
     html = library_server.get("/browse?theme=nope", Cookie="lang=es").text
     assert "nope" in html
-    assert "This library has no filter value" not in html
+    assert "Nothing in this library is filed under" not in html
 
 
 # -- search -----------------------------------------------------------------------------------
