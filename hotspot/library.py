@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from content_pack.schema import load_catalog as load_catalog_file
 from content_pack.schema import validate_catalog
 
+from .durable import fsync_directory
 from .errors import BadRequest, CatalogError
 from .media import MediaStore
 from .store import Store
@@ -97,11 +98,7 @@ def install_catalog(paths: DataPaths, data: Mapping[str, Any], files_dir: Path |
     finally:
         store.close()
     os.replace(staging, paths.catalog)
-    dir_fd = os.open(paths.root, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_directory(paths.root)
     return digest
 
 

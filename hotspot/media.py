@@ -65,6 +65,7 @@ from datetime import timezone
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Mapping
 
+from hotspot.durable import fsync_directory
 from hotspot.errors import N_, BadRequest, HotspotError, NotFound, RangeNotSatisfiable
 
 log = logging.getLogger("hotspot.media")
@@ -213,9 +214,9 @@ class MediaStore:
                 return sha
             self._make_dir(sha[:2])
             os.replace(tmp_name, target)
-            _fsync_dir(target.parent)
+            fsync_directory(target.parent)
             if Path(tmp_name).parent != target.parent:
-                _fsync_dir(Path(tmp_name).parent)
+                fsync_directory(Path(tmp_name).parent)
             return sha
         except BaseException:
             try:
@@ -237,7 +238,7 @@ class MediaStore:
             raise UnsafeMediaPath(f"Refusing the symlink {directory} in the media store.")
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(self.root)
+            fsync_directory(self.root)
         return directory
 
     def remove(self, sha256: str) -> bool:
@@ -247,7 +248,7 @@ class MediaStore:
             path.unlink()
         except FileNotFoundError:
             return False
-        _fsync_dir(path.parent)
+        fsync_directory(path.parent)
         return True
 
     # -- listing ---------------------------------------------------------------------------
@@ -268,14 +269,6 @@ class MediaStore:
 
     def total_size(self) -> int:
         return sum(self.size(sha) for sha in self.iter_hashes())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- HTTP ----------------------------------------------------------------------------------

@@ -32,18 +32,10 @@ from typing import Any
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
+from hotspot.durable import fsync_directory
 from hotspot.errors import StoreCorrupt, StoreError
 
 META_TABLE = "meta"
-
-
-def _fsync_directory(directory: str) -> None:
-    # Makes the rename itself durable: without it a power cut can bring back the old name.
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class AtomicJSONStorage(Storage):
@@ -167,7 +159,7 @@ class AtomicJSONStorage(Storage):
             with contextlib.suppress(OSError):
                 os.unlink(temp_path)
             raise
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
 
 
 class Store:
