@@ -119,6 +119,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Rendered pages kept in memory (per catalog version and language)."),
     Setting("library.max_query_length", 200, _int_range(10, 1000),
             "Longest search text accepted, in characters."),
+    Setting("packs.trusted_keys_dir", "/etc/hotspot/trusted-keys", _str,
+            "Folder of minisign public keys (*.pub) whose signed update packs are installed."),
+    Setting("packs.free_space_margin_mb", 200, _int_range(0, 1_000_000),
+            "Free space (MB) always left on the data disk after copying a pack's files."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}

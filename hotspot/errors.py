@@ -67,6 +67,17 @@ class StoreCorrupt(StoreError):
     """The store file exists but cannot be parsed; it is kept untouched for recovery."""
 
 
+class PackError(HotspotError):
+    """A content pack is unusable: bad structure, bad manifest, bad file, wrong version."""
+
+    status = 400
+    exit_code = 2
+
+
+class SignatureError(PackError):
+    """A signature is missing, malformed, made by an untrusted key, or does not match."""
+
+
 class CatalogError(HotspotError):
     """Catalog data (from the demo or a pack) does not follow the catalog format."""
 
