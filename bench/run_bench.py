@@ -189,6 +189,8 @@ class WrkResult:
     mib_per_s: float = 0.0
     requests: int = 0
     errors: str = ""
+    server_cpu: float = 0.0   # CPU time the server used / wall time (1.0 = all of CPU 0)
+    other_cpu: float = 0.0    # CPU 0 busy time not used by the server / wall time (noise)
     raw: str = field(default="", repr=False)
 
 
@@ -281,6 +283,24 @@ class Row:
     note: str = ""
 
 
+def _cpu0_busy() -> float:
+    """User + system + steal time of CPU 0. Interrupt and softirq time are left out: loopback
+    TCP work the server's own sends cause is counted there, not in the server's process."""
+    times = psutil.cpu_times(percpu=True)[int(SERVER_CPU)]
+    return times.user + times.nice + times.system + getattr(times, "steal", 0.0)
+
+
+def _service_cpu(service: Service | None) -> float:
+    total = 0.0
+    for proc in service.processes() if service else ():
+        try:
+            cpu = proc.cpu_times()
+            total += cpu.user + cpu.system
+        except psutil.Error:
+            pass
+    return total
+
+
 class Bench:
     def __init__(self, seconds: float, work: Path):
         self.seconds = seconds
@@ -288,13 +308,21 @@ class Bench:
         self.rows: list[Row] = []
         self.rss: dict[str, float] = {}
         self.notes: list[str] = []
+        self.service: Service | None = None  # the server under test, for its CPU time
 
     def measure(self, system: str, what: str, url: str, *, script: Path | None = None,
                 connections: int = CONNECTIONS, timeout: str = "10s", note: str = "") -> WrkResult:
+        # Other programs on CPU 0 (tests, builds) steal time from the server: measure it so a
+        # noisy number can be recognised as such.
+        busy0, server0, wall0 = _cpu0_busy(), _service_cpu(self.service), time.monotonic()
         result = run_wrk(url, self.seconds, connections, script, timeout)
+        busy1, server1, wall1 = _cpu0_busy(), _service_cpu(self.service), time.monotonic()
+        result.server_cpu = (server1 - server0) / (wall1 - wall0)
+        result.other_cpu = max(0.0, (busy1 - busy0) - (server1 - server0)) / (wall1 - wall0)
         self.rows.append(Row(system, what, result, note))
-        print(f"  {system:9} {what:38} {result.rps:9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
-              f"p99 {result.p99_ms:7.2f} ms  {result.mib_per_s:8.1f} MiB/s  {result.errors}",
+        print(f"  {system:9} {what:42} {result.rps:9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
+              f"p99 {result.p99_ms:7.2f} ms  {result.mib_per_s:8.1f} MiB/s  "
+              f"cpu {result.server_cpu:4.0%} other {result.other_cpu:4.0%}  {result.errors}",
               flush=True)
         return result
 
@@ -329,6 +357,7 @@ def bench_hotspot(bench: Bench, data: dict, data_dir: Path) -> dict:
     server = Service("hotspot", [sys.executable, "-m", "hotspot.cli", "--config", str(config),
                                  "--data-dir", str(data_dir), "serve", "--host", HOST, "--port", "0"],
                      bench.work / "hotspot.log")
+    bench.service = server
     sampler = None
     try:
         started = time.monotonic()
@@ -343,8 +372,12 @@ def bench_hotspot(bench: Bench, data: dict, data_dir: Path) -> dict:
         video_path = f"/media/{video['sha256']}/{quote(VIDEO_NAME)}"
         browse_path = "/browse?" + urlencode({"theme": "patrols", "type": "guides-manuals"})
         gzip_headers = {"Accept-Encoding": "gzip"}
-        status, headers, home_gz = http_get(port, "/", gzip_headers)
-        assert status == 200 and headers.get("content-encoding") == "gzip", (status, headers)
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        conn.request("GET", "/", headers={"Accept-Encoding": "gzip"})
+        response = conn.getresponse()
+        home_gz, home_headers = response.read(), response.getheaders()
+        conn.close()
+        assert response.status == 200 and response.getheader("Content-Encoding") == "gzip", home_headers
         for path in (browse_path, "/search?q=radio", f"/r/{data['resources'][0]['id']}"):
             status, _, _ = http_get(port, path, gzip_headers)
             assert status == 200, (path, status)
@@ -375,17 +408,25 @@ def bench_hotspot(bench: Bench, data: dict, data_dir: Path) -> dict:
                                  port, base, video_path,
                                  script=lua_rotation(["/", browse_path], bench.work, "pages"))
         bench.rss["hotspot slow clients"] = sampler.take_peak()
-        return {"home_gz": home_gz, "video_file": data_dir / "media" / video["sha256"][:2] / video["sha256"]}
+        (bench.work / "home.html.gz").write_bytes(home_gz)
+        (bench.work / "home.json").write_text(json.dumps({
+            "body_file": str(bench.work / "home.html.gz"),
+            "headers": [[k, v] for k, v in home_headers
+                        if k.lower() not in ("date", "server", "connection")]}))
+        return {"home_gz": home_gz, "home_spec": bench.work / "home.json",
+                "video_file": data_dir / "media" / video["sha256"][:2] / video["sha256"]}
     finally:
         if sampler:
             sampler.close()
         server.stop()
 
 
-def bench_waitress(bench: Bench, video_file: Path) -> None:
+def bench_waitress(bench: Bench, video_file: Path, home_spec: Path) -> None:
     server = Service("waitress", [sys.executable, str(BENCH_DIR / "hello_wsgi.py"),
-                                  "--threads", str(THREADS), "--video", str(video_file)],
+                                  "--threads", str(THREADS), "--video", str(video_file),
+                                  "--page", str(home_spec)],
                      bench.work / "waitress.log")
+    bench.service = server
     sampler = None
     try:
         port = int(server.wait_for_line(r"Ready at http://127\.0\.0\.1:(\d+)/").group(1))
@@ -394,11 +435,32 @@ def bench_waitress(bench: Bench, video_file: Path) -> None:
         bench.rss["waitress idle"] = sampler.take_peak()
         base = f"http://{HOST}:{port}"
         bench.measure("waitress", "hello world /", base + "/")
+        bench.measure("waitress", "our home page replayed (same bytes)", base + "/page")
         sampler.take_peak()
         bench.measure("waitress", f"media, {MEDIA_CONNECTIONS} downloads (file_wrapper)", base + "/video",
                       connections=MEDIA_CONNECTIONS, timeout="60s")
         bench.rss["waitress downloads"] = sampler.take_peak()
         bench.under_slow_clients("waitress", f"hello, {SLOW_CLIENTS} slow video clients", port, base, "/video")
+    finally:
+        if sampler:
+            sampler.close()
+        server.stop()
+    # The same download with the file wrapper reading at most 256 KiB per send (waitress reads
+    # SO_SNDBUF bytes, megabytes on loopback): shows where the memory during downloads goes.
+    server = Service("waitress-capped", [sys.executable, str(BENCH_DIR / "hello_wsgi.py"),
+                                         "--threads", str(THREADS), "--video", str(video_file),
+                                         "--max-chunk", str(256 * 1024)],
+                     bench.work / "waitress-capped.log")
+    bench.service = server
+    sampler = None
+    try:
+        port = int(server.wait_for_line(r"Ready at http://127\.0\.0\.1:(\d+)/").group(1))
+        sampler = RssSampler(server)
+        time.sleep(1)
+        sampler.take_peak()
+        bench.measure("waitress", f"media, {MEDIA_CONNECTIONS} downloads, 256 KiB reads",
+                      f"http://{HOST}:{port}/video", connections=MEDIA_CONNECTIONS, timeout="60s")
+        bench.rss["waitress downloads, 256 KiB reads"] = sampler.take_peak()
     finally:
         if sampler:
             sampler.close()
@@ -452,6 +514,7 @@ def bench_nginx(bench: Bench, home_gz: bytes, video_file: Path) -> None:
     conf.write_text(NGINX_CONF.format(root=root, port=port))
     server = Service("nginx", ["nginx", "-p", str(root), "-e", str(root / "error.log"), "-c", str(conf)],
                      bench.work / "nginx.log")
+    bench.service = server
     sampler = None
     try:
         wait_http(port)
@@ -526,6 +589,8 @@ def verdicts(bench: Bench) -> list[tuple[str, str, str, bool | None]]:
                         f">= {target:.0%}" if attr == "rps" else f">= {target:.1f}×", r >= target))
 
     ratio("home page req/s vs bare waitress", ours["home"], hello, TARGETS["page_ratio"])
+    ratio("home page req/s vs waitress replaying its bytes", ours["home"],
+          find(bench, "waitress", "our home page replayed"), TARGETS["page_ratio"])
     ratio("browse req/s vs bare waitress", ours["browse"], hello, TARGETS["page_ratio"])
     ratio("resource page (uncached) req/s vs bare waitress", ours["resource"], hello, TARGETS["page_ratio"])
     ratio("search (cached) req/s vs bare waitress", ours["search (cached"], hello, TARGETS["search_ratio"])
@@ -548,12 +613,12 @@ def verdicts(bench: Bench) -> list[tuple[str, str, str, bool | None]]:
 
 
 def results_table(bench: Bench) -> list[str]:
-    lines = ["| Server | Measurement | req/s | p50 ms | p99 ms | MiB/s | Errors |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| Server | Measurement | req/s | p50 ms | p99 ms | MiB/s | Server CPU | Other load on CPU 0 | Errors |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for row in bench.rows:
         r = row.result
         lines.append(f"| {row.system} | {row.what} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-                     f"{r.mib_per_s:,.1f} | {r.errors or '-'} |")
+                     f"{r.mib_per_s:,.1f} | {r.server_cpu:.0%} | {r.other_cpu:.0%} | {r.errors or '-'} |")
     return lines
 
 
@@ -567,10 +632,50 @@ def print_report(bench: Bench) -> None:
         print(f"| {name} | {value} | {target} | {'yes' if met else 'NO'} |")
     for note in bench.notes:
         print(note)
+    print()
+    for line in auto_reading(bench):
+        print(line)
 
 
-def write_markdown(bench: Bench, out: Path, command: str, reading: str) -> None:
+ANALYSIS_START = "<!-- analysis: kept when the benchmark rewrites this file -->"
+ANALYSIS_END = "<!-- /analysis -->"
+
+
+def auto_reading(bench: Bench) -> list[str]:
+    """Which targets are met, which are not, and whether other programs disturbed the run."""
+    checks = verdicts(bench)
+    met = [name for name, _, _, ok in checks if ok]
+    missed = [f"{name} ({value}, target {target})" for name, value, target, ok in checks if not ok]
+    lines = [f"* Met ({len(met)} of {len(checks)}): " + ("; ".join(met) or "none") + ".",
+             f"* Not met ({len(missed)}): " + ("; ".join(missed) or "none") + "."]
+    noisy = [f"{r.system} {r.what} ({r.result.other_cpu:.0%})" for r in bench.rows
+             if r.result.other_cpu > 0.10]
+    if noisy:
+        lines.append("* Other programs used more than 10 % of CPU 0 during: " + "; ".join(noisy) +
+                     ". Those numbers are low by about that share; rerun on a quiet machine.")
+    else:
+        lines.append("* No other program used more than 10 % of CPU 0 during any measurement.")
+    lines.append(f"* With {CONNECTIONS} connections always busy, latency is mostly queueing "
+                 f"(Little's law: mean latency = {CONNECTIONS} / throughput), so a p99 target "
+                 f"below 20-30 ms at -c{CONNECTIONS} is also a throughput target of roughly "
+                 f"{CONNECTIONS * 1000 // 30:,}-{CONNECTIONS * 1000 // 20:,} req/s.")
+    return lines
+
+
+def kept_analysis(out: Path) -> str:
+    try:
+        text = out.read_text()
+    except OSError:
+        return ""
+    start, end = text.find(ANALYSIS_START), text.find(ANALYSIS_END)
+    if start == -1 or end == -1:
+        return ""
+    return text[start + len(ANALYSIS_START):end].strip()
+
+
+def write_markdown(bench: Bench, out: Path, command: str) -> None:
     info = machine()
+    analysis = kept_analysis(out) or "(Nobody has written an analysis of these numbers yet.)"
     lines = [
         "# Performance",
         "",
@@ -578,27 +683,35 @@ def write_markdown(bench: Bench, out: Path, command: str, reading: str) -> None:
         "a bare waitress \"hello world\" app (the ceiling for any page waitress serves) and nginx with",
         "one worker serving the same bytes from disk with `sendfile` (the ceiling for media).",
         "This file is written by `bench/run_bench.py`; rerun it after a change that touches serving.",
+        "The analysis section at the end is written by people and kept when the file is rewritten.",
         "",
         "## What is measured",
         "",
         f"* A synthetic library of {RESOURCES:,} resources (seeded; titles ~60, summaries ~200,",
         "  descriptions ~600 characters in 1-4 of en/es/fr/pt with accented words; full taxonomy;",
         "  a 20 MiB random-bytes \"video\" referenced by every 50th resource), installed with",
-        "  `hotspot.library.install_catalog`.",
+        "  `hotspot.library.install_catalog` (bench/catalog_gen.py).",
         f"* The real server, `python -m hotspot.cli serve` with `threads = {THREADS}` and the default",
         "  page cache, pinned to CPU 0 with `taskset -c 0`. The load generator `wrk` (one thread) and",
         "  the slow-client helper run on CPU 1. All traffic is to 127.0.0.1.",
-        f"* Pages: `wrk -t1 -c{CONNECTIONS} -d<N>s --latency` with browser-like `Accept-Encoding: gzip`.",
-        "  The home page and one filtered browse page are one URL each, so they come from the page",
-        "  cache. Search is measured twice with a Lua script that rotates URLs: 300 queries warmed",
-        "  into the cache (cached), and 8,000 distinct queries, more than the 512-entry LRU holds, so",
-        "  each request misses the cache and runs the search and the template (uncached). Resource",
-        "  pages rotate through all 10,000 ids (mostly uncached).",
-        f"* Media: `wrk -c{MEDIA_CONNECTIONS}` downloading the 20 MiB file over and over (MiB/s of body read).",
+        f"* Pages: `wrk -t1 -c{CONNECTIONS} -d<N>s --latency --timeout 10s` with browser-like",
+        "  `Accept-Encoding: gzip`. The home page and one filtered browse page are one URL each, so",
+        "  they come from the page cache. Search is measured twice with a Lua script that rotates",
+        "  URLs: 300 queries warmed into the cache (cached), and 8,000 distinct queries, more than",
+        "  the 512-entry LRU holds, so every request misses the cache and runs the search and the",
+        "  template (uncached). Resource pages rotate through all 10,000 ids (uncached).",
+        f"* Media: `wrk -c{MEDIA_CONNECTIONS}` downloading the 20 MiB file over and over (MiB/s of",
+        "  bytes read).",
         f"* Pages while {SLOW_CLIENTS} slow clients each stream the video at {SLOW_RATE // 1024} KiB/s",
         "  (an asyncio helper, bench/slow_clients.py): wrk alternates the home and browse pages.",
         "* Server RSS (psutil, sampled every 100 ms, peak): idle after start, during the downloads,",
         "  and during the slow-client run. For nginx it is master + worker.",
+        "* Server CPU is the server's CPU time over wall time; \"other load on CPU 0\" is CPU 0's user,",
+        "  system and steal time not used by the server (other programs on the machine, or the VM",
+        "  host): a sign of a noisy number. Softirq time (loopback TCP) is in neither column.",
+        "* Peers: bench/hello_wsgi.py (waitress, same threads, a 14-byte body; `/video` through",
+        "  `wsgi.file_wrapper`, once more with reads capped at 256 KiB) and nginx 1 worker",
+        "  (`sendfile on`, `gzip_static on` serving our home page's gzip bytes).",
         "",
         "## Command",
         "",
@@ -629,9 +742,15 @@ def write_markdown(bench: Bench, out: Path, command: str, reading: str) -> None:
         *[f"| {name} | {value} | {target} | {'yes' if met else '**no**'} |"
           for name, value, target, met in verdicts(bench)],
         "",
-        "## Reading",
+        "## Reading (generated)",
         "",
-        reading.strip(),
+        *auto_reading(bench),
+        "",
+        "## Analysis",
+        "",
+        ANALYSIS_START,
+        analysis,
+        ANALYSIS_END,
         "",
     ]
     out.write_text("\n".join(lines))
@@ -643,8 +762,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 s per measurement instead of 10 s")
     parser.add_argument("--seconds", type=float, help="seconds per measurement (overrides --quick)")
     parser.add_argument("--out", type=Path, help="write the report (Markdown) to this file")
-    parser.add_argument("--reading", type=Path,
-                        help="a Markdown file with the interpretation to put in the report")
     parser.add_argument("--json", type=Path, help="also save the raw numbers as JSON")
     parser.add_argument("--skip-peers", action="store_true", help="measure only our server")
     args = parser.parse_args(argv)
@@ -664,7 +781,7 @@ def main(argv: list[str] | None = None) -> int:
         data, data_dir = build_library(work)
         peers = bench_hotspot(bench, data, data_dir)
         if not args.skip_peers:
-            bench_waitress(bench, peers["video_file"])
+            bench_waitress(bench, peers["video_file"], peers["home_spec"])
             bench_nginx(bench, peers["home_gz"], peers["video_file"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -679,8 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         command = "python bench/run_bench.py" + (" --quick" if args.quick else "") + \
                   (f" --seconds {args.seconds:g}" if args.seconds else "") + f" --out {args.out}"
-        reading = args.reading.read_text() if args.reading else "(No reading written yet.)"
-        write_markdown(bench, args.out, command, reading)
+        write_markdown(bench, args.out, command)
     return 0
 
 
