@@ -14,7 +14,8 @@ Legacy ``Ed`` signatures are refused.
     PosixPath('manifest.json.minisig')
     >>> verify_file(Path("manifest.json"), Path("manifest.json.minisig").read_text(),
     ...             load_trusted_keys(Path("/etc/hotspot/trusted-keys")))
-    Verified(key=PublicKey(key_id_hex='A97EA11666322D06'), trusted_comment='library:demo version:3 kind:full')
+    Verified(key=PublicKey(key_id_hex='A97EA11666322D06'),
+             trusted_comment='library:demo version:3 kind:full')
 
 Every problem (malformed file, wrong passphrase, untrusted key, mismatch) is a
 ``SignatureError`` whose message is meant for a person.
@@ -79,7 +80,7 @@ class PublicKey:
     @property
     def key_id_hex(self) -> str:
         """The id as minisign prints it: the stored bytes read as a little-endian u64, in hex."""
-        return self.key_id[::-1].hex().upper()
+        return _key_id_hex(self.key_id)
 
     @classmethod
     def parse(cls, text: str) -> PublicKey:
@@ -324,8 +325,8 @@ def _check(signature: _Signature, digest: bytes, trusted: list[PublicKey]) -> Ve
                              "checked; add the publisher's .pub file to the trusted keys")
     candidates = [key for key in trusted if key.key_id == signature.key_id]
     if not candidates:
-        key_id_hex = signature.key_id[::-1].hex().upper()
-        raise SignatureError(f"signed with key {key_id_hex}, which is not trusted here")
+        raise SignatureError(f"signed with key {_key_id_hex(signature.key_id)}, "
+                             "which is not trusted here")
     for key in candidates:
         verifier = nacl.signing.VerifyKey(key.key)
         try:
@@ -348,6 +349,11 @@ def _check(signature: _Signature, digest: bytes, trusted: list[PublicKey]) -> Ve
 
 
 # -- small helpers -----------------------------------------------------------------------------
+
+def _key_id_hex(key_id: bytes) -> str:
+    # minisign prints the id as a little-endian u64 ("%016" PRIX64): the bytes reversed.
+    return key_id[::-1].hex().upper()
+
 
 def _checksum(key_id: bytes, secret: bytes) -> bytes:
     return hashlib.blake2b(SIG_ALG + key_id + secret, digest_size=32).digest()
