@@ -55,6 +55,17 @@ def _str(value: Any) -> str:
     return value
 
 
+def _str_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("expected a list of texts")
+    return list(value)
+
+
+_str_list.type_name = "list of strings"  # type: ignore[attr-defined]
+
+
 def _language(value: Any) -> str:
     value = _str(value)
     if value not in UI_LANGUAGES:
@@ -123,6 +134,22 @@ SETTINGS: tuple[Setting, ...] = (
             "Folder of minisign public keys (*.pub) whose signed update packs are installed."),
     Setting("packs.free_space_margin_mb", 200, _int_range(0, 1_000_000),
             "Free space (MB) always left on the data disk after copying a pack's files."),
+    Setting("contributions.recipients", [], _str_list,
+            "The hub's age public keys (age1...): contributions are encrypted to them on arrival."),
+    Setting("contributions.allow_unencrypted", False, _bool,
+            "Accept contributions without a recipient key, stored UNENCRYPTED. Avoid."),
+    Setting("contributions.max_file_mb", 25, _int_range(1, 4000),
+            "Largest attached file, in MB."),
+    Setting("contributions.max_total_mb", 50, _int_range(1, 8000),
+            "Largest contribution (all fields and files together), in MB."),
+    Setting("contributions.max_files", 5, _int_range(0, 50),
+            "Most files attached to one contribution."),
+    Setting("contributions.reserve_mb", 500, _int_range(0, 1_000_000),
+            "Free disk space (MB) kept for the library: below it, new contributions are refused."),
+    Setting("contributions.retention_days", 30, _int_range(0, 3650),
+            "Days a contribution the hub has acknowledged is kept before it is deleted."),
+    Setting("contributions.rate_limit_per_hour", 20, _int_range(1, 10000),
+            "Contributions one phone may send per hour (counted in memory only, never stored)."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -219,6 +246,8 @@ def _build(values: dict[str, Any]) -> Config:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
