@@ -512,7 +512,8 @@ def _resource_from_row(name: str, row: _Row, known: dict[str, set[str] | None],
 
     files: list[dict] = []
     by_path: dict[str, dict] = {}
-    for entry in _split_list(cells.get("files", "")):
+    entries = _split_list(cells.get("files", ""))
+    for entry in entries:
         path_text, *options = [p.strip() for p in entry.split(FILE_OPTION_SEPARATOR)]
         path, reason = _safe_path(source_dir, path_text)
         if reason:
@@ -547,7 +548,7 @@ def _resource_from_row(name: str, row: _Row, known: dict[str, set[str] | None],
         by_path[str(path)] = record
     if files:
         res["files"] = files
-    elif not link:
+    elif not link and not entries:  # entries given but refused are reported already
         problem("files", "is empty and there is no link: a resource needs files, or a link to "
                          "where it is online")
 
