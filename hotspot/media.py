@@ -63,7 +63,7 @@ import urllib.parse
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Mapping
+from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from hotspot.durable import fsync_directory
 from hotspot.errors import N_, BadRequest, HotspotError, NotFound, RangeNotSatisfiable
@@ -181,6 +181,35 @@ class MediaStore:
 
     def add_bytes(self, data: bytes, expected_sha256: str | None = None) -> str:
         return self._add_chunks([bytes(data)], expected_sha256)
+
+    def add_stream(self, stream: BinaryIO, expected_sha256: str, expected_size: int,
+                   progress: Callable[[int], None] | None = None) -> str:
+        """Copy an open binary stream (a pack file, a tar member) into the store in one pass.
+
+        The content is hashed while it is written; ``BadRequest`` if the hash or the size is
+        not the expected one, and then nothing is stored. ``progress(n)`` is called with the
+        number of bytes of each chunk written. Errors of ``stream.read`` propagate unchanged
+        (the temp file is removed), so the caller can tell a failing source from a full disk.
+        """
+        def chunks() -> Iterator[bytes]:
+            done = 0
+            while True:
+                chunk = stream.read(CHUNK_SIZE)
+                if not chunk:
+                    break
+                done += len(chunk)
+                if done > expected_size:
+                    raise BadRequest(N_("The file is larger than the %(size)s bytes expected; "
+                                        "it was not stored."), size=expected_size)
+                yield chunk
+                if progress is not None:
+                    progress(len(chunk))
+            if done != expected_size:
+                raise BadRequest(N_("The file has %(done)s bytes, but %(size)s were expected "
+                                    "(it is cut short); it was not stored."),
+                                 done=done, size=expected_size)
+
+        return self._add_chunks(chunks(), expected_sha256)
 
     def _add_chunks(self, chunks: Iterable[bytes], expected: str | None) -> str:
         if expected is not None:

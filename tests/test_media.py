@@ -112,6 +112,34 @@ def test_add_mismatch_when_expected_already_present(stored, tmp_path):
     assert store.path_for(sha).read_bytes() == DATA  # the good copy is untouched
 
 
+def test_add_stream_checks_size_and_hash_in_one_pass(store):
+    import io
+
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    sha = hashlib.sha256(data).hexdigest()
+    seen = []
+    assert store.add_stream(io.BytesIO(data), sha, len(data), progress=seen.append) == sha
+    assert sum(seen) == len(data) and len(seen) == 3
+    assert store.path_for(sha).read_bytes() == data
+    other = data[:-1] + b"!"
+    other_sha = hashlib.sha256(other).hexdigest()
+    with pytest.raises(BadRequest, match="cut short"):
+        store.add_stream(io.BytesIO(other[:100]), other_sha, len(other))
+    with pytest.raises(BadRequest, match="larger than"):
+        store.add_stream(io.BytesIO(other + b"more"), other_sha, len(other))
+    with pytest.raises(BadRequest, match="expected"):
+        store.add_stream(io.BytesIO(other), "0" * 64, len(other))
+
+    class Failing(io.RawIOBase):
+        def readinto(self, buffer):
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError):
+        store.add_stream(Failing(), other_sha, len(other))
+    assert list(store.iter_hashes()) == [sha]
+    assert [p.name for p in store.root.rglob("*") if p.is_file()] == [sha]  # no temp files
+
+
 def test_add_bytes_with_expected_and_empty(store):
     assert store.add_bytes(DATA, DATA_SHA) == DATA_SHA
     with pytest.raises(BadRequest):
