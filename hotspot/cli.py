@@ -6,12 +6,15 @@ Domain errors become one clear line on standard error and an exit code (2 for ba
     $ hotspot serve --demo                 # the demo library on http://127.0.0.1:8080/
     $ hotspot --config my.toml config show
     $ hotspot library install catalog.json --files files/
+    $ hotspot import /media/usb/demo-3.hotspot-pack.tar    # a signed content pack
+    $ hotspot rollback                                      # back to the library before it
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -62,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("catalog", type=Path, help="catalog JSON file")
     install.add_argument("--files", type=Path, help="folder with the files the catalog names")
     library_commands.add_parser("install-demo", help="install the built-in demo library")
+
+    pack_import = commands.add_parser(
+        "import", help="install a signed content pack (a .hotspot-pack folder or .tar file)")
+    pack_import.add_argument("pack", type=Path, help="the pack folder or tar file")
+    pack_import.add_argument("--allow-downgrade", action="store_true",
+                             help="install even if the pack's version is not newer than the "
+                                  "installed one")
+    pack_import.add_argument("--replace-library", action="store_true",
+                             help="install even if the pack holds another library than the "
+                                  "installed one (the demo is always replaced)")
+    commands.add_parser("rollback", help="go back to the library installed before the last "
+                                         "import (run again to go forward)")
     return parser
 
 
@@ -121,10 +136,117 @@ def cmd_library(args: argparse.Namespace, config: Config) -> int:
     elif args.library_command == "install-demo":
         print("Demo library installed." if install_demo(paths) else "Demo library already installed.")
     else:
+        from .packs import installed_state
+
         catalog = load_catalog(paths.catalog)
+        state = installed_state(paths)
         print(json.dumps({"library": catalog.library, "catalog_version": catalog.version,
-                          "resources": len(catalog.resources), "data_dir": str(paths.root)},
+                          "resources": len(catalog.resources),
+                          "installed_version": state["version"],
+                          "previous": state["previous"], "data_dir": str(paths.root)},
                          ensure_ascii=False, indent=2))
+    return 0
+
+
+class ProgressDisplay:
+    """A one-line bar redrawn with ``\\r`` on a terminal; plain lines every 5 % otherwise
+    (logs, the journal, a test reading a pipe)."""
+
+    STEP = 5
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self._stage = None
+        self._bucket = -1
+        self._width = 0
+
+    def __call__(self, progress) -> None:
+        if progress.stage != "copying":
+            if progress.stage != self._stage and progress.stage not in ("done", "failed"):
+                self._line(progress.describe(), final=True)
+            self._stage = progress.stage
+            return
+        self._stage = "copying"
+        if self.tty:
+            filled = int(progress.fraction * 20)
+            self._line(f"[{'#' * filled}{'.' * (20 - filled)}] {progress.describe()}")
+            return
+        bucket = int(progress.fraction * 100) // self.STEP
+        if bucket != self._bucket:
+            self._bucket = bucket
+            self._line(progress.describe(), final=True)
+
+    def _line(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            padding = " " * max(0, self._width - len(text))
+            self.stream.write("\r" + text + padding)
+            self._width = len(text)
+            if final:
+                self.stream.write("\n")
+                self._width = 0
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.tty and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0
+
+
+def cmd_import(args: argparse.Namespace, config: Config) -> int:
+    from content_pack.signing import load_trusted_keys
+
+    from .errors import ConfigError
+    from .i18n import format_size
+    from .library import DataPaths
+    from .packs import import_pack
+
+    # The outcome is printed below; the log lines of hotspot.packs (meant for the journal when
+    # a service imports) would only repeat it on stderr.
+    logging.getLogger("hotspot").addHandler(logging.NullHandler())
+    keys_dir = Path(config.packs.trusted_keys_dir)
+    if not keys_dir.is_dir():
+        raise ConfigError(f"The trusted keys folder {keys_dir} does not exist. Put the "
+                          f"publisher's public key (.pub) there, or set packs.trusted_keys_dir.")
+    keys = load_trusted_keys(keys_dir)
+    if not keys:
+        raise ConfigError(f"There are no trusted keys (*.pub) in {keys_dir}, so no pack can be "
+                          f"installed. Put the publisher's public key there.")
+    display = ProgressDisplay()
+    try:
+        result = import_pack(args.pack, DataPaths(config.data_path), keys,
+                             allow_downgrade=args.allow_downgrade,
+                             replace_library=args.replace_library,
+                             margin_bytes=config.packs.free_space_margin_mb * 1_000_000,
+                             progress=display)
+    except KeyboardInterrupt:
+        display.end()
+        print("hotspot: the import was interrupted; the library was not changed.",
+              file=sys.stderr)
+        return 1
+    finally:
+        display.end()
+    kind = "full pack" if result.kind == "full" else "update"
+    print(f"Installed library '{result.library}' version {result.version} ({kind}): "
+          f"{result.files_copied} files copied ({format_size(result.bytes_copied, 'en')}), "
+          f"{result.files_reused} already on the hotspot, {result.removed_files} unused files "
+          f"removed.")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, config: Config) -> int:
+    from .library import DataPaths
+    from .packs import installed_state, rollback
+
+    logging.getLogger("hotspot").addHandler(logging.NullHandler())
+    paths = DataPaths(config.data_path)
+    from_version, to_version = rollback(paths)
+    library = installed_state(paths)["library"]
+    print(f"Rolled back library '{library}' from version {from_version} to version "
+          f"{to_version}. Run 'hotspot rollback' again to go forward.")
     return 0
 
 
@@ -133,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = effective_config(args)
-        handler = {"serve": cmd_serve, "config": cmd_config, "library": cmd_library}[args.command]
+        handler = {"serve": cmd_serve, "config": cmd_config, "library": cmd_library,
+                   "import": cmd_import, "rollback": cmd_rollback}[args.command]
         return handler(args, config)
     except HotspotError as exc:
         print(f"hotspot: {exc.message}", file=sys.stderr)

@@ -10,24 +10,28 @@ atomic write, so the served catalog never names a file that is not there.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from content_pack.schema import load_catalog as load_catalog_file
-from content_pack.schema import validate_catalog
+from content_pack.schema import FORMAT_VERSION, validate_catalog
 
 from .durable import fsync_directory
-from .errors import BadRequest, CatalogError
+from .errors import BadRequest, CatalogError, HotspotError
 from .media import MediaStore
 from .store import Store
 
 DEMO_DIR = Path(__file__).parent / "demo"
 
-__all__ = ["DataPaths", "install_catalog", "install_demo", "load_catalog_file", "DEMO_DIR"]
+__all__ = ["DataPaths", "install_catalog", "install_demo", "load_catalog_file", "DEMO_DIR",
+           "library_lock", "write_catalog", "keep_as_previous", "read_catalog_data"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,19 @@ class DataPaths:
     @property
     def state(self) -> Path:
         return self.root / "hotspot.json"
+
+    @property
+    def previous_catalog(self) -> Path:
+        """The catalog installed before the current one, kept for ``hotspot rollback``."""
+        return self.root / "catalog.previous.json"
+
+    @property
+    def import_progress(self) -> Path:
+        return self.root / "import-progress.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".library.lock"
 
     @property
     def media(self) -> Path:
@@ -66,26 +83,60 @@ def _find_file(files_dir: Path, entry: Mapping[str, Any]) -> Path:
 
 
 def install_catalog(paths: DataPaths, data: Mapping[str, Any], files_dir: Path | None) -> str:
-    """Validate ``data``, store its files, then replace the catalog. Returns the content hash."""
+    """Validate ``data``, store its files, then replace the catalog. Returns the content hash.
+
+    The catalog it replaces is kept as the previous one (``hotspot rollback``).
+    """
     validate_catalog(data)
     paths.create()
-    media = MediaStore(paths.media)
-    for resource in data["resources"]:
-        for entry in resource.get("files", ()):
-            if media.has(entry["sha256"]):
-                continue
-            if files_dir is None:
-                raise CatalogError(f"File '{entry['name']}' is not in the media store and no "
-                                   f"folder of files was given.")
-            source = _find_file(files_dir, entry)
-            try:
-                media.add_file(source, expected_sha256=entry["sha256"])
-            except BadRequest as exc:
-                raise CatalogError(f"File '{entry['name']}' ({source}) does not match the "
-                                   f"catalog: {exc.message}") from None
+    with library_lock(paths):
+        media = MediaStore(paths.media)
+        for resource in data["resources"]:
+            for entry in resource.get("files", ()):
+                if media.has(entry["sha256"]):
+                    continue
+                if files_dir is None:
+                    raise CatalogError(f"File '{entry['name']}' is not in the media store and no "
+                                       f"folder of files was given.")
+                source = _find_file(files_dir, entry)
+                try:
+                    media.add_file(source, expected_sha256=entry["sha256"])
+                except BadRequest as exc:
+                    raise CatalogError(f"File '{entry['name']}' ({source}) does not match the "
+                                       f"catalog: {exc.message}") from None
+        keep_as_previous(paths)
+        return write_catalog(paths, data)
+
+
+@contextlib.contextmanager
+def library_lock(paths: DataPaths) -> Iterator[None]:
+    """Only one process changes the installed library at a time (import, install, rollback).
+
+    An advisory ``flock`` on ``<data_dir>/.library.lock``: the kernel releases it when the
+    holder dies, even by ``kill -9``, so a crashed import never blocks the next one.
+    """
+    paths.create()
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HotspotError("Another import, installation or rollback is running in "
+                               f"{paths.root}; try again when it has finished.") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def write_catalog(paths: DataPaths, data: Mapping[str, Any], target: Path | None = None) -> str:
+    """Write ``data`` as a catalog store file and rename it onto ``target`` (the catalog).
+
+    Readers (the server's ``CatalogHolder``) see the old file or the new one, never half of
+    one. Every file the catalog names must already be in the media store. Returns the hash.
+    """
+    target = paths.catalog if target is None else target
     digest = catalog_hash(data)
-    # Written to a fresh file and renamed over the old one: readers see old or new, never half.
-    staging = paths.catalog.with_name(".catalog.json.new")
+    staging = target.with_name(f".{target.name}.new")
     if staging.exists():
         staging.unlink()
     store = Store(staging)
@@ -97,9 +148,52 @@ def install_catalog(paths: DataPaths, data: Mapping[str, Any], files_dir: Path |
             store.replace_table("resources", list(data["resources"]))
     finally:
         store.close()
-    os.replace(staging, paths.catalog)
+    os.replace(staging, target)
     fsync_directory(paths.root)
     return digest
+
+
+def copy_catalog_file(paths: DataPaths, source: Path, target: Path) -> None:
+    """Atomically make ``target`` a copy of the catalog file ``source`` (same bytes)."""
+    staging = target.with_name(f".{target.name}.new")
+    with open(source, "rb") as src, open(staging, "wb") as out:
+        shutil.copyfileobj(src, out, 1024 * 1024)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(staging, target)
+    fsync_directory(paths.root)
+
+
+def keep_as_previous(paths: DataPaths) -> bool:
+    """Copy the current catalog to ``catalog.previous.json``; False if none is installed."""
+    if not paths.catalog.exists():
+        return False
+    copy_catalog_file(paths, paths.catalog, paths.previous_catalog)
+    return True
+
+
+def read_catalog_data(path: Path) -> dict | None:
+    """The catalog stored in the catalog file ``path`` as catalog-format data, or None."""
+    if not Path(path).exists():
+        return None
+    store = Store(path)
+    try:
+        library = store.get_meta("library")
+        if library is None:
+            return None
+        return {"format": FORMAT_VERSION, "library": library,
+                "taxonomy": store.get_meta("taxonomy") or {},
+                "resources": store.all("resources")}
+    finally:
+        store.close()
+
+
+def catalog_file_hashes(data: Mapping[str, Any] | None) -> set[str]:
+    """The SHA-256 of every file a catalog names."""
+    if not data:
+        return set()
+    return {entry["sha256"] for resource in data["resources"]
+            for entry in resource.get("files", ())}
 
 
 def installed_hash(paths: DataPaths) -> str | None:
