@@ -199,15 +199,15 @@ class MediaStore:
                     break
                 done += len(chunk)
                 if done > expected_size:
-                    raise BadRequest(N_("The file is larger than the %(size)s bytes expected; "
-                                        "it was not stored."), size=expected_size)
+                    # Not marked N_: only imports (CLI, logs) copy streams, no page shows it.
+                    raise BadRequest(f"The file is larger than the {expected_size} bytes "
+                                     f"expected; it was not stored.")
                 yield chunk
                 if progress is not None:
                     progress(len(chunk))
             if done != expected_size:
-                raise BadRequest(N_("The file has %(done)s bytes, but %(size)s were expected "
-                                    "(it is cut short); it was not stored."),
-                                 done=done, size=expected_size)
+                raise BadRequest(f"The file has {done} bytes, but {expected_size} were "
+                                 f"expected (it is cut short); it was not stored.")
 
         return self._add_chunks(chunks(), expected_sha256)
 
