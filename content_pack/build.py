@@ -36,7 +36,7 @@ _COPY_CHUNK = 2**20
 Progress = Callable[[str, int], None]  # (what is happening, bytes done in this step)
 
 
-def _pack_manifest(path: Path) -> Manifest:
+def read_pack_manifest(path: Path) -> Manifest:
     """The manifest of an existing pack (folder or tar), read through the safe reader."""
     from content_pack.reader import open_pack
 
@@ -44,8 +44,8 @@ def _pack_manifest(path: Path) -> Manifest:
         return parse_manifest(pack.read_manifest_bytes())
 
 
-def _full_manifest_of(path: Path, role: str) -> Manifest:
-    manifest = _pack_manifest(path)
+def read_full_pack_manifest(path: Path, role: str) -> Manifest:
+    manifest = read_pack_manifest(path)
     if manifest.kind != "full":
         raise PackError(f"{path} is an update (delta) pack; {role} must be a full pack, such as "
                         f"{manifest.library}-{manifest.base_version}.hotspot-pack.")
@@ -192,7 +192,7 @@ def build_pack(source_dir: Path, *, catalog_csv: Path, secret_key, out_dir: Path
     ``version`` then defaults to the base's version + 1. ``publisher`` defaults to
     ``library.json``'s ``publisher``. ``library`` overrides keys of ``library.json``.
     """
-    base_manifest = _full_manifest_of(base, "--base") if base is not None else None
+    base_manifest = read_full_pack_manifest(base, "--base") if base is not None else None
     chosen = _choose_version(version, base_manifest)
     hash_progress = (lambda n: progress("hash", n)) if progress else None
     source: Source = read_source(Path(source_dir), Path(catalog_csv), version=chosen,
@@ -225,7 +225,7 @@ def diff_packs(old: Path, new: Path, out_dir: Path, secret_key, *,
     """
     from content_pack.reader import verify_pack
 
-    old_manifest = _full_manifest_of(old, "the old pack")
+    old_manifest = read_full_pack_manifest(old, "the old pack")
     with verify_pack(Path(new), [secret_key.public_key()]) as verified:
         new_manifest = verified.manifest
         if new_manifest.kind != "full":
@@ -252,7 +252,7 @@ def write_tar(pack_dir: Path) -> Path:
     signature before it reaches the files), mode 0644, owner 0:0, the manifest's time.
     """
     pack_dir = Path(pack_dir)
-    manifest = _pack_manifest(pack_dir)
+    manifest = read_pack_manifest(pack_dir)
     if pack_dir.name != manifest.pack_name():
         raise PackError(f"{pack_dir} should be named {manifest.pack_name()}; rename it first.")
     target = pack_dir.with_name(pack_dir.name + ".tar")

@@ -40,11 +40,15 @@ class UsageError(HotspotError):
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"  # not reached
+    """Bytes for people, in units of 1000 like the hotspot's pages."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 1000 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def _plural(n: int, word: str) -> str:
@@ -149,9 +153,9 @@ def _library_overrides(args: argparse.Namespace) -> dict | None:
 
 
 def _describe_built(path: Path, tar: Path | None) -> None:
-    from content_pack.build import _pack_manifest
+    from content_pack.build import read_pack_manifest
 
-    manifest = _pack_manifest(path)
+    manifest = read_pack_manifest(path)
     if manifest.kind == "full":
         what = (f"full pack, version {manifest.version}, "
                 f"{_plural(len(manifest.catalog['resources']), 'resource')}")
@@ -227,7 +231,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from content_pack.build import _full_manifest_of
+    from content_pack.build import read_full_pack_manifest
     from content_pack.manifest import parse_manifest
     from content_pack.reader import open_pack, verify_pack
 
@@ -257,7 +261,7 @@ def _inspect(args: argparse.Namespace) -> int:
     else:
         ids = [r["id"] for r in resources]
         if args.base is not None:
-            base = _full_manifest_of(args.base, "--base")
+            base = read_full_pack_manifest(args.base, "--base")
             if base.version != manifest.base_version or base.library != manifest.library:
                 raise UsageError(f"--base is {base.library} version {base.version}, but this "
                                  f"update applies to {manifest.library} version "
