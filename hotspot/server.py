@@ -16,8 +16,11 @@ import sys
 from typing import Callable
 
 import waitress
+from waitress.buffers import ReadOnlyFileBasedBuffer
 
 from .config import Config
+
+SEND_CHUNK = 256 * 1024
 
 log = logging.getLogger("hotspot.server")
 
@@ -51,8 +54,32 @@ class AccessLog:
         return result
 
 
+class CappedFileBuffer(ReadOnlyFileBasedBuffer):
+    """waitress's file buffer, reading at most 256 KiB per send.
+
+    waitress asks for as many bytes as the socket's send buffer holds (several MB on some
+    links), for every connection: 20 downloads then hold tens of MB that the allocator never
+    gives back. Smaller reads send just as fast. It is still a ReadOnlyFileBasedBuffer, so
+    waitress's main loop sends it and no worker thread waits on a slow phone.
+    """
+
+    def get(self, numbytes=-1, skip=False):
+        if numbytes == -1 or numbytes > SEND_CHUNK:
+            numbytes = SEND_CHUNK
+        return super().get(numbytes, skip)
+
+
+def with_capped_file_wrapper(app: Callable) -> Callable:
+    def wrapped(environ, start_response):
+        environ["wsgi.file_wrapper"] = CappedFileBuffer
+        return app(environ, start_response)
+    return wrapped
+
+
 def create_server(config: Config, app: Callable):
-    wsgi_app = AccessLog(app) if config.server.access_log else app
+    wsgi_app = with_capped_file_wrapper(app)
+    if config.server.access_log:
+        wsgi_app = AccessLog(wsgi_app)
     return waitress.create_server(
         wsgi_app,
         host=config.server.host,

@@ -10,6 +10,7 @@ language, never a traceback.
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import hashlib
 import json
@@ -48,6 +49,14 @@ SECURITY_HEADERS = {
 }
 
 
+def release_free_memory() -> None:
+    """Give memory freed after loading a catalog back to the system (glibc keeps it otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
+
+
 class CatalogHolder:
     """Owns the catalog in memory and reloads it when its file is replaced (a new pack)."""
 
@@ -56,7 +65,8 @@ class CatalogHolder:
         self._check_every = check_every
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
-        self._catalog = load_catalog(paths.catalog)
+        self._catalog = load_catalog(paths.catalog, in_subprocess=True)
+        release_free_memory()
         self._checked = time.monotonic()
 
     def _file_stamp(self) -> tuple | None:
@@ -75,8 +85,9 @@ class CatalogHolder:
                 stamp = self._file_stamp()
                 if stamp != self._stamp:
                     try:
-                        self._catalog = load_catalog(self.paths.catalog)
+                        self._catalog = load_catalog(self.paths.catalog, in_subprocess=True)
                         self._stamp = stamp
+                        release_free_memory()
                         log.info("Library reloaded: %s", self._catalog.version)
                     except HotspotError as exc:
                         log.error("Keeping the current library; the new one cannot be read: %s",
