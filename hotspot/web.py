@@ -11,6 +11,7 @@ language, never a traceback.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gzip
 import hashlib
 import json
@@ -78,41 +79,48 @@ class CatalogHolder:
 
     @property
     def current(self) -> Catalog:
+        """The catalog to serve now. A replaced file is loaded in a background thread; requests
+        keep getting the old catalog until the new one is complete, then the new one."""
         now = time.monotonic()
         if now - self._checked >= self._check_every and self._lock.acquire(blocking=False):
-            try:
-                self._checked = now
-                stamp = self._file_stamp()
-                if stamp != self._stamp:
-                    try:
-                        self._catalog = load_catalog(self.paths.catalog, in_subprocess=True)
-                        self._stamp = stamp
-                        release_free_memory()
-                        log.info("Library reloaded: %s", self._catalog.version)
-                    except HotspotError as exc:
-                        log.error("Keeping the current library; the new one cannot be read: %s",
-                                  exc.message)
-            finally:
+            self._checked = now
+            stamp = self._file_stamp()
+            if stamp != self._stamp:
+                threading.Thread(target=self._reload, args=(stamp,), daemon=True,
+                                 name="catalog-reload").start()  # releases the lock when done
+            else:
                 self._lock.release()
         return self._catalog
 
+    def _reload(self, stamp: tuple | None) -> None:
+        try:
+            catalog = load_catalog(self.paths.catalog, in_subprocess=True)
+            self._catalog, self._stamp = catalog, stamp
+            release_free_memory()
+            log.info("Library reloaded: %s", catalog.version)
+        except HotspotError as exc:
+            self._stamp = stamp  # do not retry a broken file every 2 s; a new one has a new stamp
+            log.error("Keeping the current library; the new one cannot be read: %s", exc.message)
+        finally:
+            self._lock.release()
+
 
 class PageCache:
-    """A small LRU of gzip-compressed pages."""
+    """A small LRU of pages: ``(etag, gzip-compressed body)``."""
 
     def __init__(self, max_entries: int):
         self.max_entries = max_entries
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> tuple[str, bytes] | None:
         with self._lock:
             body = self._items.get(key)
             if body is not None:
                 self._items.move_to_end(key)
             return body
 
-    def put(self, key: str, body: bytes) -> None:
+    def put(self, key: str, body: tuple[str, bytes]) -> None:
         if self.max_entries <= 0:
             return
         with self._lock:
@@ -192,9 +200,15 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
     page_size = config.library.page_size
     default_lang = config.library.default_language
 
+    # Phones send the same few Accept-Language headers over and over: remember the answers.
+    @functools.lru_cache(maxsize=1024)
+    def negotiated(cookie: str | None, accept_language: str | None) -> str:
+        return choose_language(cookie, accept_language, default_lang)
+
     def language() -> str:
-        return choose_language(bottle.request.get_cookie(LANG_COOKIE),
-                               bottle.request.headers.get("Accept-Language"), default_lang)
+        environ = bottle.request.environ
+        cookie = bottle.request.get_cookie(LANG_COOKIE) if "HTTP_COOKIE" in environ else None
+        return negotiated(cookie, environ.get("HTTP_ACCEPT_LANGUAGE"))
 
     def current_path() -> str:
         query = bottle.request.environ.get("QUERY_STRING", "")
@@ -223,17 +237,17 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
         catalog = catalog or catalogs.current
         lang = language()
         cache_key = f"{__version__}|{catalog.version}|{lang}|{key}"
-        etag = '"' + hashlib.sha256(cache_key.encode()).hexdigest()[:24] + '"'
-        if etag in bottle.request.headers.get("If-None-Match", ""):
+        entry = cache.get(cache_key)
+        etag = entry[0] if entry else '"' + hashlib.sha256(cache_key.encode()).hexdigest()[:24] + '"'
+        if etag in bottle.request.environ.get("HTTP_IF_NONE_MATCH", ""):
             bottle.response.status = 304
             bottle.response.set_header("ETag", etag)
             bottle.response.set_header("Vary", "Accept-Encoding, Accept-Language, Cookie")
             return b""
-        body = cache.get(cache_key)
-        if body is None:
-            body = gzip.compress(render(catalog, lang).encode("utf-8"), 6, mtime=0)
-            cache.put(cache_key, body)
-        return send_html(body, etag, lang)
+        if entry is None:
+            entry = (etag, gzip.compress(render(catalog, lang).encode("utf-8"), 6, mtime=0))
+            cache.put(cache_key, entry)
+        return send_html(entry[1], etag, lang)
 
     def error_page(status: int, detail: str) -> bytes:
         catalog = catalogs.current
