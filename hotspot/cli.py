@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     install = library_commands.add_parser("install", help="install a catalog and its files")
     install.add_argument("catalog", type=Path, help="catalog JSON file")
     install.add_argument("--files", type=Path, help="folder with the files the catalog names")
-    library_commands.add_parser("install-demo", help="install the built-in demo library")
+    install_demo = library_commands.add_parser(
+        "install-demo", help="install the built-in demo library (a pack signed with the demo key)")
+    install_demo.add_argument("--replace-library", action="store_true",
+                              help="replace an installed library that is not the demo")
 
     pack_import = commands.add_parser(
         "import", help="install a signed content pack (a .hotspot-pack folder or .tar file)")
@@ -98,10 +101,15 @@ def effective_config(args: argparse.Namespace) -> Config:
     return load_config(path, overrides)
 
 
+def _margin_bytes(config: Config) -> int:
+    return config.packs.free_space_margin_mb * 1_000_000
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from .i18n import Translations
     from .library import DataPaths, install_demo
     from .media import MediaStore
+    from .forms import load_or_create_secret
     from .server import run, setup_logging
     from .web import CatalogHolder, create_app
 
@@ -112,10 +120,25 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     except PermissionError:
         raise HotspotError(f"Cannot create the data directory {paths.root} (permission denied). "
                            f"Run as the hotspot user, or use --data-dir or --demo.") from None
-    if args.demo and install_demo(paths):
-        print(f"Demo library installed in {paths.root}", flush=True)
-    app = create_app(config, CatalogHolder(paths), MediaStore(paths.media), Translations.load())
+    if args.demo and install_demo(paths, margin_bytes=_margin_bytes(config)):
+        print(f"Demo library installed in {paths.root} (a content pack signed with the demo "
+              f"key, built in {paths.demo_pack_cache})", flush=True)
+    queue = contribution_queue(config, paths, demo=args.demo)
+    app = create_app(config, CatalogHolder(paths), MediaStore(paths.media), Translations.load(),
+                     queue=queue, form_secret=load_or_create_secret(paths.root / "form-secret"))
     return run(config, app, announce=lambda line: print(line, flush=True))
+
+
+def contribution_queue(config: Config, paths, *, demo: bool):
+    """The contribution queue; the demo encrypts to a clearly labelled DEMO hub key."""
+    from .contributions import ContributionQueue, generate_demo_recipient
+
+    if demo and not config.contributions.recipients:
+        recipient, identity = generate_demo_recipient(paths.root)
+        config.contributions.recipients = [recipient]
+        print(f"Demo contributions are encrypted to a DEMO key; decrypt with "
+              f"age -d -i {identity}", flush=True)
+    return ContributionQueue.from_config(config)
 
 
 def cmd_config(args: argparse.Namespace, config: Config) -> int:
@@ -134,7 +157,10 @@ def cmd_library(args: argparse.Namespace, config: Config) -> int:
         print(f"Installed library '{data['library']['id']}' version {data['library']['version']} "
               f"({len(data['resources'])} resources, {digest[:12]}).")
     elif args.library_command == "install-demo":
-        print("Demo library installed." if install_demo(paths) else "Demo library already installed.")
+        logging.getLogger("hotspot").addHandler(logging.NullHandler())
+        installed = install_demo(paths, margin_bytes=_margin_bytes(config),
+                                 replace_library=args.replace_library)
+        print("Demo library installed." if installed else "Demo library already installed.")
     else:
         from .packs import installed_state
 

@@ -115,8 +115,6 @@ SETTINGS: tuple[Setting, ...] = (
             "Most phones connected to the web server at once."),
     Setting("server.channel_timeout", 120, _int_range(5, 3600),
             "Seconds an idle connection is kept open (slow phones need time)."),
-    Setting("server.max_request_body", 1048576, _int_range(1024, 2**34),
-            "Largest request body in bytes the server accepts."),
     Setting("server.access_log", False, _bool,
             "Log one line per request (method, path, status, size). "
             "Never logs addresses or browsers, even when on."),

@@ -19,6 +19,7 @@ import waitress
 from waitress.buffers import ReadOnlyFileBasedBuffer
 
 from .config import Config
+from .web import request_body_limit
 
 SEND_CHUNK = 256 * 1024
 
@@ -87,7 +88,7 @@ def create_server(config: Config, app: Callable):
         threads=config.server.threads,
         connection_limit=config.server.connection_limit,
         channel_timeout=config.server.channel_timeout,
-        max_request_body_size=config.server.max_request_body,
+        max_request_body_size=request_body_limit(config),
         ident="hotspot",
         expose_tracebacks=False,
         clear_untrusted_proxy_headers=True,

@@ -143,6 +143,10 @@ class Context:
             404: self._("This page is not here"),
             405: self._("This action is not possible here"),
             413: self._("This file or form is too large"),
+            415: self._("This kind of file cannot be sent here"),
+            429: self._("Please wait a little"),
+            503: self._("Not available right now"),
+            507: self._("The hotspot's storage is full"),
             416: self._("This part of the file does not exist"),
         }.get(status, self._("Something went wrong"))
 
@@ -192,6 +196,17 @@ class Views:
 
     def about(self, catalog: Catalog, lang: str) -> str:
         return self.render("about", catalog, lang, "/about")
+
+    def contribute(self, catalog: Catalog, lang: str) -> str:
+        return self.render("contribute", catalog, lang, "/contribute")
+
+    def form(self, catalog: Catalog, lang: str, path: str, kind: str, *, token: str,
+             resource: Resource | None, refusal: str, limits) -> str:
+        return self.render(f"form_{kind}", catalog, lang, path, kind=kind, token=token,
+                           resource=resource, refusal=refusal, limits=limits)
+
+    def thanks(self, catalog: Catalog, lang: str, path: str, code: str) -> str:
+        return self.render("thanks", catalog, lang, path, code=code)
 
     def error(self, catalog: Catalog, lang: str, path: str, status: int, detail: str) -> str:
         return self.render("error", catalog, lang, path, status=status, detail=detail)

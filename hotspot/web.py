@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +35,8 @@ from .i18n import Translations, choose_language
 from .library import DataPaths
 from .media import MediaStore, prepare_media_response
 from .views import Site, Views
+from . import forms
+from .contributions import ContributionQueue
 
 log = logging.getLogger("hotspot.web")
 
@@ -42,6 +45,16 @@ MAX_QUERY_STRING = 2048
 MAX_QUERY_FIELDS = 20
 MAX_PAGE = 100_000
 LANG_COOKIE = "lang"
+PUBLIC_FORMS = ("suggestion", "message", "report")
+FORM_OVERHEAD = 1024 * 1024  # multipart headers and text fields, on top of the files
+
+
+def request_body_limit(config: Config) -> int:
+    """The largest request body: a full contribution plus form overhead. waitress is given the
+    same limit, so a larger upload is cut off before it is even read."""
+    return config.contributions.max_total_mb * 1024 * 1024 + FORM_OVERHEAD
+
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; base-uri 'self'; form-action 'self'; "
                                "frame-ancestors 'self'",
@@ -191,7 +204,9 @@ def safe_next(target: str | None) -> str:
 
 
 def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
-               translations: Translations) -> bottle.Bottle:
+               translations: Translations, *, queue: ContributionQueue | None = None,
+               form_secret: bytes | None = None) -> bottle.Bottle:
+    """The WSGI app. Without ``queue`` the contribution forms say they are switched off."""
     app = bottle.Bottle()
     static = StaticFiles()
     views = Views(translations, Site(css_url=static.url("site.css"), icon_url=static.url("icon.svg"),
@@ -313,6 +328,79 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
     def about():
         read_query(bottle.request.environ)
         return page("about", lambda catalog, lang: views.about(catalog, lang))
+
+    # -- contributions ------------------------------------------------------------------------
+    guard = forms.CsrfGuard(form_secret or secrets.token_bytes(32))
+    limiter = forms.RateLimiter(config.contributions.rate_limit_per_hour)
+    form_limits = forms.Limits(max_body=request_body_limit(config),
+                               max_files=config.contributions.max_files)
+
+    def browser_id(create: bool) -> str | None:
+        """A random id in a cookie that binds CSRF tokens to this browser (nothing else)."""
+        value = bottle.request.get_cookie(forms.BROWSER_COOKIE)
+        if value and len(value) <= 64 and value.isascii():
+            return value
+        if not create:
+            return None
+        value = forms.new_browser_id()
+        bottle.response.set_cookie(forms.BROWSER_COOKIE, value, path="/", httponly=True,
+                                   samesite="strict", max_age=30 * 24 * 3600)
+        return value
+
+    def form_page(kind: str, resource_id: str | None = None) -> bytes:
+        read_query(bottle.request.environ)
+        catalog = catalogs.current
+        resource = catalog.get(resource_id) if resource_id else None
+        lang = language()
+        refusal = queue.refusal() if queue is not None else forms.switched_off()
+        token = guard.issue(browser_id(create=True), kind)
+        bottle.response.set_header("Cache-Control", "no-store")
+        html = views.form(catalog, lang, current_path(), kind, token=token, resource=resource,
+                          refusal=refusal.translated(lambda m: translations.gettext(lang, m))
+                          if refusal else "", limits=config.contributions)
+        return send_html(gzip.compress(html.encode("utf-8"), 6, mtime=0), None, lang)
+
+    def receive(kind: str, resource_id: str | None = None) -> bytes:
+        catalog = catalogs.current
+        if resource_id:
+            catalog.get(resource_id)
+        if queue is None:
+            raise forms.switched_off()
+        if not limiter.allow(bottle.request.environ.get("REMOTE_ADDR", "")):
+            raise forms.TooMany(N_("You have sent many contributions in a short time. "
+                                   "Please wait a while and try again."))
+        receipt = forms.submit(bottle.request.environ, queue, forms.FORMS[kind], guard,
+                               browser_id(create=False), form_limits, language=language(),
+                               resource_id=resource_id)
+        lang = language()
+        bottle.response.set_header("Cache-Control", "no-store")
+        html = views.thanks(catalog, lang, current_path(), receipt.code)
+        return send_html(gzip.compress(html.encode("utf-8"), 6, mtime=0), None, lang)
+
+    @app.get("/contribute")
+    def contribute_menu():
+        read_query(bottle.request.environ)
+        return page("contribute", lambda catalog, lang: views.contribute(catalog, lang))
+
+    @app.get("/contribute/<kind>")
+    def contribute_form(kind: str):
+        if kind not in PUBLIC_FORMS:
+            raise NotFound(N_("There is no page at this address."))
+        return form_page(kind)
+
+    @app.post("/contribute/<kind>")
+    def contribute_post(kind: str):
+        if kind not in PUBLIC_FORMS:
+            raise NotFound(N_("There is no page at this address."))
+        return receive(kind)
+
+    @app.get("/r/<resource_id>/feedback")
+    def feedback_form(resource_id: str):
+        return form_page("feedback", resource_id)
+
+    @app.post("/r/<resource_id>/feedback")
+    def feedback_post(resource_id: str):
+        return receive("feedback", resource_id)
 
     @app.get("/lang/<code>")
     def set_language(code: str):

@@ -33,7 +33,7 @@
 {{!base}}
 </main>
 <footer>
-<nav><a href="/">{{_("Home")}}</a> · <a href="/browse">{{_("All resources")}}</a> · <a href="/about">{{_("About")}}</a></nav>
+<nav><a href="/">{{_("Home")}}</a> · <a href="/browse">{{_("All resources")}}</a> · <a href="/contribute">{{_("Share with the coalition")}}</a> · <a href="/about">{{_("About")}}</a></nav>
 <p>{{_("This hotspot keeps no record of who visits or what they read.")}}</p>
 </footer>
 </body>

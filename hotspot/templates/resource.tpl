@@ -77,4 +77,5 @@
 % if r.demo:
 <p class="note">{{_("This is demo content, made to show how the library works.")}}</p>
 % end
+<p><a class="button" href="/r/{{r.id}}/feedback">{{!v.icon("handshake")}}{{_("Was this useful? Tell us")}}</a></p>
 </article>

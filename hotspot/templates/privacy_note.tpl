@@ -1,0 +1,1 @@
+<p class="note">{{!v.icon("lock")}}{{_("You do not need to give your name. What you send is locked as soon as it arrives: only the coalition's team can open it, not this hotspot and not whoever holds it. The hotspot keeps no record of who sent it.")}}</p>
