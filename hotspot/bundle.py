@@ -11,6 +11,7 @@ format is specified in ``docs/contributions.md``.
     >>> path
     PosixPath('/media/usb/hotspot-outbox/bundle-A97EA11666322D06-20261001-1')
     >>> queue.mark_exported(read_manifest_uuids(path))       # only after write_bundle returned
+    >>> export_bundle(queue, Path("/media/usb"), data_dir)   # the same three steps in one call
     >>> for uuid, sha256, stream in read_bundle(path, [hotspot_public_key]):   # at the hub
     ...     import_envelope(uuid, sha256, stream)
 
@@ -162,6 +163,21 @@ def write_bundle(queue: ContributionQueue, dest_dir: str | os.PathLike, hotspot_
                               "it was removed and nothing is marked exported: %(reason)s",
                               path=str(outbox), reason=reason) from exc
     return final
+
+
+def export_bundle(queue: ContributionQueue, dest_dir: str | os.PathLike,
+                  data_dir: str | os.PathLike, *, uuids: Iterable[str] | None = None,
+                  split_bytes: int = DEFAULT_SPLIT_BYTES) -> Path | None:
+    """Write a verified bundle of the queued envelopes, then mark them exported.
+
+    What ``hotspot contributions export DIR`` and the USB watcher call: the order matters
+    (nothing is marked exported unless the bundle read back correctly).
+    """
+    path = write_bundle(queue, dest_dir, load_or_create_hotspot_key(data_dir), uuids=uuids,
+                        split_bytes=split_bytes)
+    if path is not None:
+        queue.mark_exported(read_manifest_uuids(path))
+    return path
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:

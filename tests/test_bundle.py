@@ -14,7 +14,7 @@ import pytest
 
 from content_pack.signing import PublicKey
 from hotspot.bundle import (
-    OUTBOX_DIR, BundleError, hotspot_id, load_or_create_hotspot_key, read_bundle,
+    OUTBOX_DIR, BundleError, export_bundle, hotspot_id, load_or_create_hotspot_key, read_bundle,
     read_manifest_uuids, write_bundle,
 )
 from hotspot.contributions import ContributionQueue
@@ -224,3 +224,14 @@ def test_a_bundle_copied_elsewhere_still_reads(queue, key, tmp_path):
     copy = tmp_path / "hub-inbox" / path.name
     shutil.copytree(path, copy)
     assert [i.uuid for i in read_bundle(copy, [key.public_key()])] == read_manifest_uuids(path)
+
+
+def test_export_bundle_marks_exported_only_what_the_bundle_holds(queue, data_dir, tmp_path):
+    uuids = [submit(queue, f"report {n}") for n in range(2)]
+    path = export_bundle(queue, tmp_path / "usb", data_dir)
+    assert sorted(read_manifest_uuids(path)) == sorted(uuids)
+    assert queue.counts() == {"queued": 0, "exported": 2, "delivered": 0}
+    late = submit(queue, "arrived after")
+    assert export_bundle(queue, tmp_path / "usb", data_dir).name.endswith("-2")
+    assert queue.entry(late).state == "exported"
+    assert export_bundle(queue, tmp_path / "usb", data_dir) is None
