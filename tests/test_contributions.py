@@ -27,7 +27,7 @@ from hotspot.contributions import (
 )
 from hotspot.envelope import MAGIC, read_envelope_plaintext
 from hotspot.errors import BadRequest, NotFound
-from test_envelope import age_decrypt, hub_identity, need  # noqa: F401 (fixture)
+from test_envelope import age_decrypt, hub_identity  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 JPEG_HEAD = (REPO / "hotspot" / "demo" / "files" / "cadena-alerta-temprana.jpg").read_bytes()
