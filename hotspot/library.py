@@ -31,7 +31,8 @@ from .store import Store
 DEMO_DIR = Path(__file__).parent / "demo"
 
 __all__ = ["DataPaths", "install_catalog", "install_demo", "load_catalog_file", "DEMO_DIR",
-           "library_lock", "write_catalog", "keep_as_previous", "read_catalog_data"]
+           "library_lock", "write_catalog", "keep_as_previous", "read_catalog_data",
+           "installed_library", "demo_source_hash", "demo_is_current"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,16 @@ class DataPaths:
     @property
     def media(self) -> Path:
         return self.root / "media"
+
+    @property
+    def demo_pack_cache(self) -> Path:
+        """``hotspot serve --demo`` builds the demo pack here before importing it."""
+        return self.root / "demo-pack"
+
+    @property
+    def demo_marker(self) -> Path:
+        """Which demo source (hash) and version the installed demo was built from."""
+        return self.root / "demo-source.json"
 
     def create(self) -> None:
         for path in (self.root, self.media):
@@ -206,10 +217,128 @@ def installed_hash(paths: DataPaths) -> str | None:
         store.close()
 
 
-def install_demo(paths: DataPaths) -> bool:
-    """Install the built-in demo library unless exactly that version is installed already."""
-    data = load_catalog_file(DEMO_DIR / "catalog.json")
-    if installed_hash(paths) == catalog_hash(data):
-        return False
-    install_catalog(paths, data, DEMO_DIR / "files")
+def installed_library(paths: DataPaths) -> dict | None:
+    """The ``library`` object of the installed catalog (id, version, ...), or None."""
+    if not paths.catalog.exists():
+        return None
+    store = Store(paths.catalog)
+    try:
+        return store.get_meta("library")
+    finally:
+        store.close()
+
+
+# -- the demo library ---------------------------------------------------------------------------
+#
+# The demo is a real content pack: built from hotspot/demo/ (catalog.csv, taxonomy.json,
+# library.json, files/) with content_pack.build and signed with the DEMO key shipped next to
+# it, then installed by hotspot.packs.import_pack like any pack. The demo key is publicly
+# known, so it is trusted here only, for that one pack, and never added to trusted keys.
+
+DEMO_SOURCE_FILES = ("catalog.csv", "taxonomy.json", "library.json")
+DEMO_SECRET_KEY = "demo-signing.key"
+DEMO_PUBLIC_KEY = "demo-signing.pub"
+
+
+def demo_source_hash(demo_dir: Path = DEMO_DIR) -> str:
+    """SHA-256 over the demo's spreadsheet, JSON files and files/ (names and contents)."""
+    demo_dir = Path(demo_dir)
+    names = list(DEMO_SOURCE_FILES)
+    names += sorted(f"files/{p.name}" for p in (demo_dir / "files").iterdir() if p.is_file())
+    digest = hashlib.sha256()
+    for name in names:
+        file_digest = hashlib.sha256((demo_dir / name).read_bytes()).hexdigest()
+        digest.update(f"{name}\0{file_digest}\n".encode())
+    return digest.hexdigest()
+
+
+def _read_demo_marker(paths: DataPaths) -> dict:
+    try:
+        data = json.loads(paths.demo_marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("version"), int):
+        return {}
+    return data
+
+
+def _write_demo_marker(paths: DataPaths, data: dict) -> None:
+    staging = paths.demo_marker.with_name(f".{paths.demo_marker.name}.new")
+    with open(staging, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=1)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(staging, paths.demo_marker)
+    fsync_directory(paths.root)
+
+
+@contextlib.contextmanager
+def _demo_lock(paths: DataPaths) -> Iterator[None]:
+    """Two demo servers started at once: the second waits, then finds the demo installed.
+
+    Not ``library_lock``: ``import_pack`` takes that one itself, and it does not wait.
+    """
+    fd = os.open(paths.root / ".demo.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def demo_is_current(paths: DataPaths, source_hash: str | None = None) -> bool:
+    """True when the installed library is the demo built from exactly this demo source."""
+    installed = installed_library(paths)
+    marker = _read_demo_marker(paths)
+    return (installed is not None and installed.get("demo") is True
+            and marker.get("library") == installed.get("id")
+            and marker.get("version") == installed.get("version")
+            and marker.get("source_sha256") == (source_hash or demo_source_hash()))
+
+
+def install_demo(paths: DataPaths, *, margin_bytes: int = 0, replace_library: bool = False,
+                 progress=None, demo_dir: Path = DEMO_DIR) -> bool:
+    """Build the demo pack and import it, unless this exact demo is installed already.
+
+    Returns False when nothing had to be done (the common case: one hash of ~2 MB of source).
+    The pack's version is one more than any demo version this data directory has had, so a
+    changed demo source is always an upgrade, never refused as a downgrade. A data directory
+    holding a real (non-demo) library is left alone unless ``replace_library`` is given.
+    """
+    from content_pack.build import build_pack
+    from content_pack.signing import PublicKey, SecretKey
+
+    from .packs import import_pack
+
+    demo_dir = Path(demo_dir)
+    source_hash = demo_source_hash(demo_dir)
+    paths.create()
+    with _demo_lock(paths):
+        if demo_is_current(paths, source_hash):
+            return False
+        installed = installed_library(paths)
+        if installed is not None and not installed.get("demo") and not replace_library:
+            raise HotspotError(
+                f"{paths.root} holds the library '{installed.get('id')}', which is not the demo; "
+                f"the demo does not replace it. Use another --data-dir, or run 'hotspot library "
+                f"install-demo --replace-library' to replace it (rollback brings it back).")
+        marker = _read_demo_marker(paths)
+        installed_demo = installed.get("version", 0) if installed and installed.get("demo") else 0
+        version = max(installed_demo, marker.get("version", 0)) + 1
+        cache = paths.demo_pack_cache
+        if cache.exists():  # an older demo pack, or the leftovers of a build that was killed
+            shutil.rmtree(cache)
+        cache.mkdir(mode=0o750)
+        pack = build_pack(demo_dir, catalog_csv=demo_dir / "catalog.csv",
+                          secret_key=SecretKey.load(demo_dir / DEMO_SECRET_KEY, None),
+                          out_dir=cache, version=version)
+        # Only the demo key: the caretaker's trusted keys have no say over the demo, and the
+        # demo key has no say anywhere else.
+        import_pack(pack, paths, [PublicKey.load(demo_dir / DEMO_PUBLIC_KEY)],
+                    replace_library=replace_library, margin_bytes=margin_bytes,
+                    progress=progress)
+        library_id = installed_library(paths)["id"]
+        _write_demo_marker(paths, {"library": library_id, "version": version,
+                                   "source_sha256": source_hash, "pack": pack.name})
     return True

@@ -9,13 +9,15 @@ import subprocess
 import pytest
 
 from conftest import LANGS, ServerProcess
-from content_pack.schema import load_catalog, validate_catalog
+from content_pack.csv_catalog import read_source
+from content_pack.schema import validate_catalog
 from hotspot.library import DEMO_DIR
 
 
 @pytest.fixture(scope="module")
 def demo():
-    return load_catalog(DEMO_DIR / "catalog.json")
+    """The demo catalog as ``content-pack build`` makes it from hotspot/demo/catalog.csv."""
+    return read_source(DEMO_DIR, DEMO_DIR / "catalog.csv", version=1).catalog
 
 
 def test_demo_covers_the_whole_taxonomy(demo):
@@ -23,9 +25,12 @@ def test_demo_covers_the_whole_taxonomy(demo):
     resources = demo["resources"]
     assert len(resources) >= 30
     assert demo["library"]["demo"] is True
-    # Everything made for the demo is marked; listed real publications (link only) are not.
-    assert all(r.get("demo") for r in resources if r.get("files"))
-    assert any(not r.get("files") and not r.get("demo") for r in resources)
+    # Everything made for the demo says so in its publisher (the spreadsheet has no per-resource
+    # "demo" column; the library as a whole is marked); listed real publications (link only)
+    # keep their real publisher.
+    assert all(r["publisher"].startswith("Demo") for r in resources if r.get("files"))
+    assert all(not r["publisher"].startswith("Demo") for r in resources if not r.get("files"))
+    assert any(not r.get("files") for r in resources)
     taxonomy = demo["taxonomy"]
     assert {r["type"] for r in resources} == {t["id"] for t in taxonomy["types"]}
     assert {t for r in resources for t in r["themes"]} == {t["id"] for t in taxonomy["themes"]}
@@ -65,7 +70,11 @@ def test_readme_demo_command_serves_the_demo(tmp_path):
     server = ServerProcess(["serve", "--demo", "--port", "0"], env={"XDG_DATA_HOME": str(tmp_path)})
     try:
         assert server.url.startswith("http://127.0.0.1:")
-        assert (tmp_path / "hotspot-demo" / "catalog.json").exists()
+        data_dir = tmp_path / "hotspot-demo"
+        assert (data_dir / "catalog.json").exists()
+        # Installed as a signed pack, through hotspot import's code.
+        assert "Demo library installed" in "".join(server.output)
+        assert (data_dir / "demo-pack" / "demo-1.hotspot-pack" / "manifest.json.minisig").exists()
         health = server.get("/healthz").text
         assert '"library": "demo-' in health
         home = server.get("/", Accept_Encoding="gzip")

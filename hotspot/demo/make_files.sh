@@ -2,9 +2,8 @@
 # Regenerates every file in hotspot/demo/files/ (demo content made for the hotspot).
 # Needs: python3, ffmpeg (with libx264, libmp3lame, drawtext), espeak-ng, fonts-dejavu.
 # Usage: sh hotspot/demo/make_files.sh        (run from anywhere)
-# Encoders change between versions, so regenerated audio/video may differ by a few bytes:
-# run `python -m content_pack.cli check hotspot/demo/catalog.json --files hotspot/demo/files`
-# afterwards and copy the new sizes and sha256 into catalog.json.
+# Encoders change between versions, so regenerated audio/video may differ by a few bytes;
+# sizes and sha256 are computed when the demo pack is built (next `hotspot serve --demo`).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT="$HERE/files"
@@ -364,4 +363,4 @@ poster mapping-gps-steps.mp4 12 mapping-gps-steps.jpg
 # incident-report-template-en.txt, formulario-incidente-es.txt, patrol-log-template.csv,
 # community-protocol-template.txt, equipment-inventory.csv, company-letter-template.txt,
 # workshop-plan-protection.txt, plan-formacion-radio.txt, practice-waypoints.gpx
-echo "Done. Now run: python -m content_pack.cli check $HERE/catalog.json --files $OUT"
+echo "Done. Check the demo builds: content-pack build $HERE --catalog $HERE/catalog.csv --key $HERE/demo-signing.key --out \$(mktemp -d) --version 1"
