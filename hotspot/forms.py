@@ -172,8 +172,9 @@ class EnvelopeSink(Protocol):
 
 @dataclass(frozen=True)
 class Limits:
-    max_body: int
+    max_body: int      # bytes of the whole request (waitress has the same limit)
     max_files: int
+    max_total_mb: int  # as configured, for messages
 
 
 @dataclass
@@ -200,8 +201,8 @@ def receive_form(environ: dict, spec: FormSpec, sink: EnvelopeSink, guard: CsrfG
     except ValueError:
         raise BadRequest(N_("This form was not sent correctly. Please try again.")) from None
     if length > limits.max_body:
-        raise TooLarge(N_("What you sent is too large (at most %(mb)s MB in all)."),
-                       mb=limits.max_body // (1024 * 1024))
+        raise TooLarge(N_("The contribution is too large: all its files and texts together "
+                          "can be up to %(limit_mb)s MB."), limit_mb=limits.max_total_mb)
     max_files = limits.max_files if spec.max_files < 0 else min(spec.max_files, limits.max_files)
     result = FormResult()
     seen_csrf = False
@@ -220,8 +221,9 @@ def receive_form(environ: dict, spec: FormSpec, sink: EnvelopeSink, guard: CsrfG
                 remaining -= len(chunk)
                 received += len(chunk)
                 if received > limits.max_body:
-                    raise TooLarge(N_("What you sent is too large (at most %(mb)s MB in all)."),
-                                   mb=limits.max_body // (1024 * 1024))
+                    raise TooLarge(N_("The contribution is too large: all its files and texts "
+                                      "together can be up to %(limit_mb)s MB."),
+                                   limit_mb=limits.max_total_mb)
                 for event in parser.parse(chunk):
                     if isinstance(event, multipart.MultipartSegment):
                         current = event
@@ -237,7 +239,8 @@ def receive_form(environ: dict, spec: FormSpec, sink: EnvelopeSink, guard: CsrfG
                                 continue
                             result.files += 1
                             if result.files > max_files:
-                                raise TooLarge(N_("Too many files: at most %(n)s."), n=max_files)
+                                raise TooLarge(N_("Too many files: a contribution can have up "
+                                                  "to %(count)s."), count=max_files)
                             sink.begin_attachment(event.filename[-200:], event.content_type)
                             in_file = True
                         else:

@@ -333,7 +333,8 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
     guard = forms.CsrfGuard(form_secret or secrets.token_bytes(32))
     limiter = forms.RateLimiter(config.contributions.rate_limit_per_hour)
     form_limits = forms.Limits(max_body=request_body_limit(config),
-                               max_files=config.contributions.max_files)
+                               max_files=config.contributions.max_files,
+                               max_total_mb=config.contributions.max_total_mb)
 
     def browser_id(create: bool) -> str | None:
         """A random id in a cookie that binds CSRF tokens to this browser (nothing else)."""
