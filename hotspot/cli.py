@@ -80,6 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
                                   "installed one (the demo is always replaced)")
     commands.add_parser("rollback", help="go back to the library installed before the last "
                                          "import (run again to go forward)")
+
+    contributions = commands.add_parser("contributions", help="the contribution queue")
+    contribution_commands = contributions.add_subparsers(dest="contributions_command",
+                                                         required=True, metavar="ACTION")
+    listing = contribution_commands.add_parser(
+        "list", help="list contributions (state, kind, size, day; never their content)")
+    listing.add_argument("--state", choices=("queued", "exported", "delivered"))
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    export = contribution_commands.add_parser(
+        "export", help="write the queued contributions as a signed bundle into a folder "
+                       "(e.g. a USB drive)")
+    export.add_argument("dest", type=Path, help="folder to write hotspot-outbox/ into")
+    contribution_commands.add_parser("reindex", help="rebuild the index from the envelope files")
+    purge = contribution_commands.add_parser(
+        "purge", help="delete contributions the hub acknowledged longer ago than "
+                      "contributions.retention_days")
+    purge.add_argument("--delivered", action="store_true", required=True,
+                       help="required: only acknowledged contributions are ever purged")
     return parser
 
 
@@ -109,6 +127,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from .i18n import Translations
     from .library import DataPaths, install_demo
     from .media import MediaStore
+    from .bundle import load_or_create_hotspot_key
     from .forms import load_or_create_secret
     from .server import run, setup_logging
     from .web import CatalogHolder, create_app
@@ -124,6 +143,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         print(f"Demo library installed in {paths.root} (a content pack signed with the demo "
               f"key, built in {paths.demo_pack_cache})", flush=True)
     queue = contribution_queue(config, paths, demo=args.demo)
+    load_or_create_hotspot_key(paths.root)  # the hotspot's own signing key, made on first start
     app = create_app(config, CatalogHolder(paths), MediaStore(paths.media), Translations.load(),
                      queue=queue, form_secret=load_or_create_secret(paths.root / "form-secret"))
     return run(config, app, announce=lambda line: print(line, flush=True))
@@ -276,13 +296,42 @@ def cmd_rollback(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_contributions(args: argparse.Namespace, config: Config) -> int:
+    from .bundle import export_bundle
+    from .contributions import ContributionQueue
+
+    queue = ContributionQueue.from_config(config)
+    action = args.contributions_command
+    if action == "list":
+        entries = queue.list(args.state)
+        if args.json:
+            print(json.dumps([{"code": e.code, "state": e.state, "kind": e.kind, "day": e.day,
+                               "size": e.size} for e in entries], indent=2))
+        else:
+            for e in entries:
+                print(f"{e.code}  {e.state:<9}  {e.kind:<10}  {e.day}  {e.size:>10} bytes")
+            counts = queue.counts()
+            print(", ".join(f"{n} {state}" for state, n in counts.items()) or "No contributions.")
+    elif action == "export":
+        bundle = export_bundle(queue, args.dest, config.data_dir)
+        print(f"Wrote and checked {bundle}." if bundle else "Nothing to export: no queued contributions.")
+    elif action == "reindex":
+        print(f"Index rebuilt from {queue.reindex()} envelope files.")
+    else:
+        removed = queue.purge_delivered(config.contributions.retention_days)
+        print(f"Deleted {removed} acknowledged contributions older than "
+              f"{config.contributions.retention_days} days.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = effective_config(args)
         handler = {"serve": cmd_serve, "config": cmd_config, "library": cmd_library,
-                   "import": cmd_import, "rollback": cmd_rollback}[args.command]
+                   "import": cmd_import, "rollback": cmd_rollback,
+                   "contributions": cmd_contributions}[args.command]
         return handler(args, config)
     except HotspotError as exc:
         print(f"hotspot: {exc.message}", file=sys.stderr)

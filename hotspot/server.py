@@ -11,8 +11,11 @@ may hold search words), status and size.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from typing import Callable
 
 import waitress
@@ -77,6 +80,24 @@ def with_capped_file_wrapper(app: Callable) -> Callable:
     return wrapped
 
 
+def use_memory_for_request_spool(base: str = "/dev/shm") -> str | None:
+    """Keep waitress's spool of large request bodies (uploads) in RAM, not on the SD card.
+
+    waitress writes a request body over 512 KB to an unlinked temporary file before the app
+    sees it. On the card, the blocks of a deleted file can still be read by whoever seizes the
+    device; a contribution must never touch the card in clear. /dev/shm is RAM (tmpfs).
+    Returns the folder used, or None when there is no RAM-backed folder (logged).
+    """
+    if not os.path.isdir(base) or not os.access(base, os.W_OK):
+        log.warning("No RAM folder %s: large uploads are spooled to %s in clear before "
+                    "encryption.", base, tempfile.gettempdir())
+        return None
+    spool = tempfile.mkdtemp(prefix="hotspot-spool-", dir=base)
+    os.chmod(spool, 0o700)
+    tempfile.tempdir = spool
+    return spool
+
+
 def create_server(config: Config, app: Callable):
     wsgi_app = with_capped_file_wrapper(app)
     if config.server.access_log:
@@ -98,6 +119,7 @@ def create_server(config: Config, app: Callable):
 
 def run(config: Config, app: Callable, announce: Callable[[str], None] = print) -> int:
     """Serve until SIGTERM/SIGINT; finishes requests in flight, then returns 0."""
+    spool = use_memory_for_request_spool()
     server = create_server(config, app)
     host = config.server.host
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
@@ -115,5 +137,7 @@ def run(config: Config, app: Callable, announce: Callable[[str], None] = print) 
         pass
     finally:
         server.close()
+        if spool:
+            shutil.rmtree(spool, ignore_errors=True)
     log.info("Server stopped.")
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import socket
 import os
 import random
 import re
@@ -310,3 +312,63 @@ def test_kill_9_during_submissions_loses_nothing_acknowledged(tmp_path):
                            capture_output=True, check=True)
     finally:
         spot.stop()
+
+
+def test_large_uploads_are_spooled_in_ram_not_on_disk(hotspot):
+    """waitress spools big request bodies to a temp file before the app runs: that file must be
+    in RAM (/dev/shm), never on the SD card where deleted blocks can be recovered."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm on this machine")
+    token, cookie = hotspot.form("/contribute/report")
+    body, content_type = multipart_body([("csrf", token), ("what", "x")],
+                                        [("photo.jpg", JPEG + b"\0" * 1_500_000, "image/jpeg")])
+    sock = socket.create_connection((hotspot.server.host, hotspot.server.port), timeout=10)
+    try:
+        sock.sendall((f"POST /contribute/report HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                      f"Cookie: form={cookie}\r\nContent-Length: {len(body)}\r\n\r\n").encode())
+        sock.sendall(body[:1_000_000])  # more than waitress keeps in memory, not all of it
+        pid = hotspot.server.proc.pid
+        deadline = time.monotonic() + 10
+        spooled = []
+        while not spooled and time.monotonic() < deadline:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.endswith("(deleted)") and "/contributions/" not in target:
+                    spooled.append(target)
+            time.sleep(0.05)
+        assert spooled, "no spool file seen"
+        assert all(path.startswith("/dev/shm/hotspot-spool-") for path in spooled), spooled
+        sock.sendall(body[1_000_000:])
+        assert b"200 OK" in sock.recv(4096)
+    finally:
+        sock.close()
+
+
+def test_cli_lists_exports_and_purges(hotspot, tmp_path):
+    for n in range(3):
+        assert hotspot.send("/contribute/message", [("message", f"secret words {n}")]).status == 200
+    base = [sys.executable, "-m", "hotspot.cli", "--config", str(hotspot.config),
+            "--data-dir", str(hotspot.data_dir), "contributions"]
+    listing = subprocess.run(base + ["list"], capture_output=True, text=True, check=True).stdout
+    assert listing.count("queued") >= 3 and "message" in listing and "secret" not in listing
+    drive = tmp_path / "usb"
+    drive.mkdir()
+    exported = subprocess.run(base + ["export", str(drive)], capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
+    (bundle,) = list((drive / "hotspot-outbox").iterdir())
+    pub = next((hotspot.data_dir).rglob("hotspot.pub"))
+    check = subprocess.run(["minisign", "-V", "-H", "-p", str(pub), "-m", str(bundle / "manifest.json")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert len(list(bundle.glob("*.age"))) == 3
+    states = subprocess.run(base + ["list", "--json"], capture_output=True, text=True, check=True).stdout
+    assert {e["state"] for e in json.loads(states)} == {"exported"}
+    again = subprocess.run(base + ["export", str(drive)], capture_output=True, text=True, check=True)
+    assert "Nothing to export" in again.stdout
+    assert subprocess.run(base + ["reindex"], capture_output=True, text=True, check=True).stdout.startswith("Index rebuilt from 3")
+    assert subprocess.run(base + ["purge"], capture_output=True, text=True).returncode == 2
+    purged = subprocess.run(base + ["purge", "--delivered"], capture_output=True, text=True, check=True)
+    assert "Deleted 0" in purged.stdout
