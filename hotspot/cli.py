@@ -13,6 +13,7 @@ Domain errors become one clear line on standard error and an exit code (2 for ba
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -24,6 +25,12 @@ from .config import Config, load_config, render_toml, resolve_config_path
 from .errors import HotspotError
 
 DEMO_PORT = 8080
+
+# Feature modules that bring their own subcommands. Each has
+#   add_commands(commands) -> dict[str, handler]
+# where ``commands`` is the argparse sub-parsers object and a handler is
+# ``handler(args, config) -> exit code``. Keeps this file from growing with every feature.
+EXTENSION_MODULES: tuple[str, ...] = ()
 
 
 def demo_data_dir(environ: dict[str, str] | None = None) -> Path:
@@ -98,7 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "contributions.retention_days")
     purge.add_argument("--delivered", action="store_true", required=True,
                        help="required: only acknowledged contributions are ever purged")
+    for module_name in EXTENSION_MODULES:
+        for name, handler in importlib.import_module(module_name).add_commands(commands).items():
+            EXTENSION_HANDLERS[name] = handler
     return parser
+
+
+EXTENSION_HANDLERS: dict = {}
 
 
 def effective_config(args: argparse.Namespace) -> Config:
@@ -331,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         config = effective_config(args)
         handler = {"serve": cmd_serve, "config": cmd_config, "library": cmd_library,
                    "import": cmd_import, "rollback": cmd_rollback,
-                   "contributions": cmd_contributions}[args.command]
+                   "contributions": cmd_contributions, **EXTENSION_HANDLERS}[args.command]
         return handler(args, config)
     except HotspotError as exc:
         print(f"hotspot: {exc.message}", file=sys.stderr)

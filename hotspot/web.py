@@ -14,6 +14,7 @@ import ctypes
 import functools
 import gzip
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -203,10 +204,25 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+# Feature modules that add routes (captive portal, caretaker console...). Each has
+#   install_routes(app: bottle.Bottle, site: SiteTools) -> None
+# and is listed here; see SiteTools for what they can use (rendering, errors, language).
+ROUTE_MODULES: tuple[str, ...] = ()
+
+
+class SiteTools:
+    """What feature modules get to build pages the same way the library's own pages are built."""
+
+    def __init__(self, **tools):
+        self.__dict__.update(tools)
+
+
 def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
                translations: Translations, *, queue: ContributionQueue | None = None,
-               form_secret: bytes | None = None) -> bottle.Bottle:
-    """The WSGI app. Without ``queue`` the contribution forms say they are switched off."""
+               form_secret: bytes | None = None, services: dict | None = None) -> bottle.Bottle:
+    """The WSGI app. Without ``queue`` the contribution forms say they are switched off.
+
+    ``services`` holds collaborators of feature modules (e.g. the data paths), by name."""
     app = bottle.Bottle()
     static = StaticFiles()
     views = Views(translations, Site(css_url=static.url("site.css"), icon_url=static.url("icon.svg"),
@@ -486,4 +502,12 @@ def create_app(config: Config, catalogs: CatalogHolder, media: MediaStore,
 
     for code in (400, 404, 405, 413, 500):
         app.error(code)(router_error)
+
+    tools = SiteTools(config=config, catalogs=catalogs, media=media, queue=queue, views=views,
+                      translations=translations, language=language, send_html=send_html,
+                      page=page, error_page=error_page, current_path=current_path,
+                      read_query=read_query, guard=guard, browser_id=browser_id,
+                      services=services or {})
+    for module_name in ROUTE_MODULES:
+        importlib.import_module(module_name).install_routes(app, tools)
     return app
