@@ -43,6 +43,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from catalog_gen import VIDEO_NAME, make_catalog, search_queries  # noqa: E402
+from import_bench import SECTION_END as IMPORT_END  # noqa: E402
+from import_bench import SECTION_START as IMPORT_START  # noqa: E402
 
 HOST = "127.0.0.1"
 SERVER_CPU = "0"
@@ -673,9 +675,22 @@ def kept_analysis(out: Path) -> str:
     return text[start + len(ANALYSIS_START):end].strip()
 
 
+def kept_import_section(out: Path) -> list[str]:
+    """The section "Importing packs" (bench/import_bench.py writes it), kept as it is."""
+    try:
+        text = out.read_text()
+    except OSError:
+        return []
+    start, end = text.find(IMPORT_START), text.find(IMPORT_END)
+    if start == -1 or end == -1:
+        return []
+    return [text[start:end + len(IMPORT_END)], ""]
+
+
 def write_markdown(bench: Bench, out: Path, command: str) -> None:
     info = machine()
     analysis = kept_analysis(out) or "(Nobody has written an analysis of these numbers yet.)"
+    import_section = kept_import_section(out)
     lines = [
         "# Performance",
         "",
@@ -683,7 +698,8 @@ def write_markdown(bench: Bench, out: Path, command: str) -> None:
         "a bare waitress \"hello world\" app (the ceiling for any page waitress serves) and nginx with",
         "one worker serving the same bytes from disk with `sendfile` (the ceiling for media).",
         "This file is written by `bench/run_bench.py`; rerun it after a change that touches serving.",
-        "The analysis section at the end is written by people and kept when the file is rewritten.",
+        "The analysis section at the end is written by people and kept when the file is rewritten;",
+        "so is the section \"Importing packs\", written by `bench/import_bench.py`.",
         "",
         "## What is measured",
         "",
@@ -746,6 +762,7 @@ def write_markdown(bench: Bench, out: Path, command: str) -> None:
         "",
         *auto_reading(bench),
         "",
+        *import_section,
         "## Analysis",
         "",
         ANALYSIS_START,
