@@ -6,6 +6,8 @@ atomic write, so the served catalog never names a file that is not there.
 
     >>> paths = DataPaths(Path("/var/lib/hotspot"))
     >>> install_catalog(paths, load_catalog_file(Path("catalog.json")), files_dir=Path("files"))
+    >>> install_demo(paths)   # hotspot serve --demo: build the signed demo pack, import it
+    True
 """
 
 from __future__ import annotations
