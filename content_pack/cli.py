@@ -1,6 +1,6 @@
 """The ``content-pack`` command, for people who publish content for the hotspot.
 
-    $ content-pack check hotspot/demo/catalog.json --files hotspot/demo/files
+    $ content-pack check catalog.json --files hotspot/demo/files
     OK: 34 resources, 27 files
     $ content-pack keygen --out coalition
     $ content-pack build river-library --catalog river-library/catalog.csv --key coalition.key \

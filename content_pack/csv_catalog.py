@@ -43,7 +43,10 @@ _HASH_CHUNK = 2**20
 
 # Columns holding one value; per-language columns are <name>_<lang>.
 SINGLE_COLUMNS = ("id", "type", "themes", "strand", "languages", "region", "countries",
-                  "publisher", "year", "licence", "tags", "added", "link", "files", "thumbnail")
+                  "publisher", "year", "licence", "tags", "added", "link", "files", "thumbnail",
+                  "demo")
+YES = ("yes", "y", "true", "1", "x")
+NO = ("", "no", "n", "false", "0")
 REQUIRED_COLUMNS = ("id", "type", "themes", "strand", "languages")
 TEXT_COLUMNS = {"title": schema.MAX_TITLE, "summary": schema.MAX_SUMMARY,
                 "description": schema.MAX_DESCRIPTION}
@@ -503,6 +506,13 @@ def _resource_from_row(name: str, row: _Row, known: dict[str, set[str] | None],
         except ValueError:
             problem("added", f"{added!r} is not a date written YYYY-MM-DD (set the column's "
                              "format to text or to that date format in the spreadsheet)")
+
+    demo = cells.get("demo", "").strip().lower()
+    if demo in YES:
+        res["demo"] = True
+    elif demo not in NO:
+        problem("demo", f"{demo!r} should be yes or empty (yes marks demo content, made only to "
+                        "show how the library works)")
 
     link = cells.get("link", "")
     if link:

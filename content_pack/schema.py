@@ -1,12 +1,12 @@
 """The catalog format (library, taxonomy, resources, files) and its validation.
 
-The same format is used by the built-in demo library and by the catalog of a content
-pack; ``docs/catalog-format.md`` describes it for publishers. The limits below are part
+The same format is the catalog of a content pack (built from a publisher's spreadsheet by
+``content_pack.csv_catalog``); ``docs/catalog-format.md`` describes it for publishers. The limits below are part
 of the format: a catalog that passes here is safe for the hotspot to load on a small
 device, and a typo in a key is caught instead of silently ignored.
 
     >>> from content_pack.schema import load_catalog, iter_problems, check_files
-    >>> data = load_catalog("hotspot/demo/catalog.json")
+    >>> data = load_catalog("catalog.json")
     >>> list(iter_problems(data))
     []
     >>> check_files(data, Path("hotspot/demo/files"))

@@ -209,3 +209,13 @@ def test_the_example_folder_reads_cleanly():
     source = read_source(EXAMPLE, EXAMPLE / "catalog.csv", version=1)
     assert len(source.catalog["resources"]) == 4
     assert len(source.files) == 4
+
+
+def test_demo_column_marks_demo_content(tmp_path):
+    header = HEADER + ",demo"
+    source = read(make_source(tmp_path, [GOOD + ",yes"], header=header))
+    assert source.catalog["resources"][0]["demo"] is True
+    plain = read(make_source(tmp_path / "b", [GOOD + ","], header=header))
+    assert "demo" not in plain.catalog["resources"][0]
+    problems = problems_of(make_source(tmp_path / "c", [GOOD + ",maybe"], header=header))
+    assert any("column 'demo'" in p and "'maybe'" in p for p in problems), problems

@@ -28,8 +28,9 @@ def test_demo_covers_the_whole_taxonomy(demo):
     # Everything made for the demo says so in its publisher (the spreadsheet has no per-resource
     # "demo" column; the library as a whole is marked); listed real publications (link only)
     # keep their real publisher.
-    assert all(r["publisher"].startswith("Demo") for r in resources if r.get("files"))
-    assert all(not r["publisher"].startswith("Demo") for r in resources if not r.get("files"))
+    # Everything made for the demo is marked demo; listed real publications (link only) are not.
+    assert all(r.get("demo") is True for r in resources if r.get("files"))
+    assert all(not r.get("demo") for r in resources if not r.get("files"))
     assert any(not r.get("files") for r in resources)
     taxonomy = demo["taxonomy"]
     assert {r["type"] for r in resources} == {t["id"] for t in taxonomy["types"]}
