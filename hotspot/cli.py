@@ -30,7 +30,9 @@ DEMO_PORT = 8080
 #   add_commands(commands) -> dict[str, handler]
 # where ``commands`` is the argparse sub-parsers object and a handler is
 # ``handler(args, config) -> exit code``. Keeps this file from growing with every feature.
-EXTENSION_MODULES: tuple[str, ...] = ()
+EXTENSION_MODULES: tuple[str, ...] = (
+    "hotspot.admin",
+)
 
 
 def demo_data_dir(environ: dict[str, str] | None = None) -> Path:

@@ -148,6 +148,25 @@ SETTINGS: tuple[Setting, ...] = (
             "Days a contribution the hub has acknowledged is kept before it is deleted."),
     Setting("contributions.rate_limit_per_hour", 20, _int_range(1, 10000),
             "Contributions one phone may send per hour (counted in memory only, never stored)."),
+    Setting("admin.session_hours", 12, _int_range(1, 720),
+            "Hours a caretaker stays logged in to the console (/admin) before logging in again."),
+    Setting("admin.setup_page", True, _bool,
+            "Offer the one-time page that sets the console password while none is set."),
+    Setting("admin.restart_units", ["hotspot.service"], _str_list,
+            "systemd units the console may ask the privileged helper to restart."),
+    Setting("health.dhcp_leases_file", "/var/lib/misc/dnsmasq.leases", _str,
+            "DHCP leases file used to count phones when the Wi-Fi station list is not readable."),
+    Setting("health.wifi_client_limit", 20, _int_range(1, 1000),
+            "Phones the Wi-Fi can serve at once; the console warns from 80 % of it."),
+    Setting("health.temperature_warning_c", 75, _int_range(40, 110),
+            "CPU temperature (°C) from which the console says the Pi is too hot."),
+    Setting("usage.enabled", True, _bool,
+            "Count page views, searches, plays and downloads per resource per day "
+            "(numbers only, nothing about people)."),
+    Setting("usage.write_every_seconds", 300, _int_range(1, 86400),
+            "How often the usage counts kept in memory are written to the data disk."),
+    Setting("usage.keep_days", 90, _int_range(1, 3650),
+            "Days of usage counts kept on the hotspot."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -207,7 +207,9 @@ def safe_next(target: str | None) -> str:
 # Feature modules that add routes (captive portal, caretaker console...). Each has
 #   install_routes(app: bottle.Bottle, site: SiteTools) -> None
 # and is listed here; see SiteTools for what they can use (rendering, errors, language).
-ROUTE_MODULES: tuple[str, ...] = ()
+ROUTE_MODULES: tuple[str, ...] = (
+    "hotspot.admin",
+)
 
 
 class SiteTools:
