@@ -32,6 +32,8 @@ DEMO_PORT = 8080
 # ``handler(args, config) -> exit code``. Keeps this file from growing with every feature.
 EXTENSION_MODULES: tuple[str, ...] = (
     "hotspot.admin",
+    "hotspot.sync",
+    "hotspot.hub.cli",
 )
 
 
