@@ -31,6 +31,7 @@ DEMO_PORT = 8080
 # where ``commands`` is the argparse sub-parsers object and a handler is
 # ``handler(args, config) -> exit code``. Keeps this file from growing with every feature.
 EXTENSION_MODULES: tuple[str, ...] = (
+    "hotspot.provision",
     "hotspot.admin",
     "hotspot.sync",
     "hotspot.hub.cli",

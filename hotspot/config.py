@@ -80,6 +80,69 @@ def _log_level(value: Any) -> str:
     return value
 
 
+def _ipv4(value: Any) -> str:
+    import ipaddress
+    try:
+        address = ipaddress.IPv4Address(_str(value))
+    except ipaddress.AddressValueError:
+        raise ValueError("expected an IPv4 address such as 10.42.0.1") from None
+    if not (address.is_private or address.is_loopback) or str(address).endswith((".0", ".255")):
+        raise ValueError("expected a private IPv4 address for a host (not .0 or .255)")
+    return str(address)
+
+
+def _ssid(value: Any) -> str:
+    value = _str(value)
+    if not 1 <= len(value.encode("utf-8")) <= 32:
+        raise ValueError("expected a network name of 1 to 32 bytes")
+    if value != value.strip() or any(ord(ch) < 32 or ch in "\\\x7f" for ch in value):
+        raise ValueError("no spaces at either end, no control characters or backslashes")
+    return value
+
+
+def _passphrase(value: Any) -> str:
+    value = _str(value)
+    if value and not (8 <= len(value) <= 63 and all(32 <= ord(ch) < 127 for ch in value)):
+        raise ValueError("expected empty (an open network) or 8 to 63 plain ASCII characters")
+    return value
+
+
+def _country(value: Any) -> str:
+    value = _str(value).upper()
+    if value != "00" and not (len(value) == 2 and value.isascii() and value.isalpha()):
+        raise ValueError("expected a two-letter country code such as CO or BR (00: world)")
+    return value
+
+
+def _interface(value: Any) -> str:
+    value = _str(value)
+    if not 1 <= len(value) <= 15 or not all(ch.isascii() and (ch.isalnum() or ch in "-_.")
+                                            for ch in value):
+        raise ValueError("expected a network interface name such as wlan0")
+    return value
+
+
+def _hostname(value: Any) -> str:
+    value = _str(value).lower().rstrip(".")
+    labels = value.split(".") if value else []
+    if value and not all(label and len(label) <= 63 and label.isascii()
+                         and all(ch.isalnum() or ch == "-" for ch in label) for label in labels):
+        raise ValueError("expected a host name such as library.lan, or empty")
+    return value
+
+
+def _https_url(value: Any) -> str:
+    value = _str(value).rstrip("/")
+    if value and (not value.startswith("https://") or len(value) <= 8
+                  or any(ord(ch) <= 32 or ch in '"\\' for ch in value)):
+        raise ValueError("expected empty or an https:// address")
+    return value
+
+
+for _converter in (_ipv4, _ssid, _passphrase, _country, _interface, _hostname, _https_url):
+    _converter.type_name = "string"  # type: ignore[attr-defined]
+
+
 _bool.type_name = "boolean"  # type: ignore[attr-defined]
 _str.type_name = "string"  # type: ignore[attr-defined]
 _language.type_name = "string"  # type: ignore[attr-defined]
@@ -209,6 +272,34 @@ SETTINGS: tuple[Setting, ...] = (
             "How often the usage counts kept in memory are written to the data disk."),
     Setting("usage.keep_days", 90, _int_range(1, 3650),
             "Days of usage counts kept on the hotspot."),
+    # -- network and captive portal (provisioning, hotspot.portal) --------------------------
+    Setting("network.interface", "wlan0", _interface,
+            "Wi-Fi interface that opens the hotspot's network."),
+    Setting("network.ssid", "Community library", _ssid,
+            "Name of the Wi-Fi network phones see (1 to 32 bytes)."),
+    Setting("network.passphrase", "", _passphrase,
+            "Wi-Fi password (WPA2, 8 to 63 characters); empty: an open network anyone can join."),
+    Setting("network.country", "00", _country,
+            "Wi-Fi country code (CO, BR, CD, ID...), which decides the legal channels and power. "
+            "00: the world setting, channels 1 to 11 only."),
+    Setting("network.channel", 6, _int_range(1, 13),
+            "Wi-Fi channel on 2.4 GHz (1, 6 or 11 overlap least; 12 and 13 not everywhere)."),
+    Setting("network.address", "10.42.0.1", _ipv4,
+            "The hotspot's own address on its Wi-Fi network; phones get addresses next to it "
+            "and every name they look up answers with it."),
+    Setting("network.forwarding", False, _bool,
+            "Let phones reach the Pi's own uplink (cable, modem). Off: the hotspot is an island."),
+    Setting("portal.enabled", True, _bool,
+            "Answer phones' connectivity checks so they open the library by themselves, and send "
+            "requests for other sites to the library's home page."),
+    Setting("portal.hostname", "library.lan", _hostname,
+            "A name that also reaches the library (besides the address); empty for none."),
+    Setting("portal.remember_minutes", 720, _int_range(0, 10080),
+            "After a phone taps 'Open the library', its checks are answered 'online' for this "
+            "long (kept in memory only, never stored), so it stays on the hotspot."),
+    Setting("portal.https_url", "", _https_url,
+            "An https:// address with a valid certificate for this hotspot, if it has one: it is "
+            "announced to phones (DHCP option 114, RFC 8910). Usually empty offline."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -208,6 +208,7 @@ def safe_next(target: str | None) -> str:
 #   install_routes(app: bottle.Bottle, site: SiteTools) -> None
 # and is listed here; see SiteTools for what they can use (rendering, errors, language).
 ROUTE_MODULES: tuple[str, ...] = (
+    "hotspot.portal",
     "hotspot.admin",
 )
 
