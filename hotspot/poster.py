@@ -38,7 +38,11 @@ def wifi_payload(name: str, password: str = "") -> str:
 
 def qr_svg(data: str, *, scale: int = 6) -> str:
     """An inline ``<svg>`` of ``data``, dark on a white background, with a quiet zone."""
-    code = segno.make(data, error="m", micro=False)
+    # Non-ASCII text is UTF-8 with an ECI marker saying so: segno would otherwise pick
+    # ISO 8859-1 for "Comunitária", and readers that guess (zbar, some phones) misread UTF-8
+    # without the marker. Plain ASCII stays unmarked, which every reader understands.
+    marked = not data.isascii()
+    code = segno.make(data, error="m", micro=False, encoding="utf-8", eci=marked)
     return code.svg_inline(scale=scale, border=4, dark="#000", light="#fff", omitsize=False)
 
 
