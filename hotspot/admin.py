@@ -348,11 +348,14 @@ def optional_function(module_name: str, name: str):
 
 
 def action_sync(config, paths: DataPaths) -> str:
-    sync_now = optional_function("hotspot.sync", "sync_now")
-    if sync_now is None:
+    run_sync = optional_function("hotspot.sync", "run_sync")
+    if run_sync is None:
         return N_("Sync is not part of this hotspot's software yet. Carry contributions on a "
                   "USB drive instead.")
-    threading.Thread(target=_run_logged, args=(sync_now, config), name="sync-now",
+    if not getattr(getattr(config, "sync", None), "hub_url", ""):
+        return N_("This hotspot has no hub address, so it cannot sync. Carry contributions on "
+                  "a USB drive instead.")
+    threading.Thread(target=_run_logged, args=(run_sync, config), name="sync-now",
                      daemon=True).start()
     return N_("Sync started. It can take a few minutes; this page shows the result when it "
               "is done.")
@@ -360,7 +363,7 @@ def action_sync(config, paths: DataPaths) -> str:
 
 def _run_logged(function, *args) -> None:
     try:
-        function(*args)
+        function(*args, out=lambda *_: None)
     except HotspotError as exc:
         log.error("Sync failed: %s", exc.message)
     except Exception as exc:  # noqa: BLE001 - a background thread must say why it died
@@ -376,12 +379,18 @@ def action_rollback(config, paths: DataPaths) -> tuple[str, dict]:
 
 
 def action_export(config, paths: DataPaths) -> tuple[str, dict]:
-    export = optional_function("hotspot.usb", "export_contributions")
-    if export is None:
+    """The USB watcher (root) mounts a drive, writes the outbox and unmounts it by itself; the
+    web server never touches a drive, so this explains what to do and what is happening."""
+    read_usb_state = optional_function("hotspot.usb_state", "read_usb_state")
+    if read_usb_state is None:
         return N_("Exporting to a USB drive from this page is not part of this hotspot's "
                   "software yet. On the command line: hotspot contributions export FOLDER"), {}
-    result = export(config)
-    return N_("Contributions exported: %(result)s"), {"result": str(result)[:300]}
+    current = read_usb_state(config).get("current") or {}
+    if current.get("state") == "writing-outbox":
+        return N_("The contributions are being copied onto the drive now. Wait until this "
+                  "page says it is safe to remove."), {}
+    return N_("Plug in a USB drive: the hotspot copies the waiting contributions onto it by "
+              "itself, then this page says when it is safe to remove."), {}
 
 
 # -- the web console -----------------------------------------------------------------------------
@@ -528,7 +537,8 @@ def install_routes(app: bottle.Bottle, site) -> None:
         nonce = console.require_session()
         status = console.status()
         last = status["library"].get("last_import") or {}
-        refresh = PROGRESS_REFRESH_SECONDS if last.get("state") == "running" else None
+        usb_busy = status.get("usb") is not None and not status["usb"].get("safe_to_remove", True)
+        refresh = PROGRESS_REFRESH_SECONDS if last.get("state") == "running" or usb_busy else None
         return console.render("admin", status=status, token=site.guard.issue(nonce, "admin"),
                               refresh=refresh, logged_in=True)
 

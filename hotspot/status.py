@@ -5,7 +5,7 @@ Used by the caretaker console (``/admin``), its JSON (``/admin/status.json``) an
 templates marked with ``N_``; the page translates them, the CLI prints them as they are.
 
 The USB and sync modules may be missing on a given build: their state is read only when
-``hotspot.usb.read_usb_state`` / ``hotspot.sync.read_sync_state`` exist.
+``hotspot.usb_state.read_usb_state`` / ``hotspot.sync.read_sync_state`` exist.
 
     >>> status = build_status(config, DataPaths(data_dir))
     >>> status["verdict"], [p["message"] for p in status["problems"]]
@@ -38,7 +38,7 @@ def problem(code: str, message: str, advice: str, severity: str = "warning", **p
             "advice": advice, "template": message, "params": params}
 
 
-def optional_state(module_name: str, function: str, config) -> dict[str, Any] | None:
+def optional_state(module_name: str, function: str, where) -> dict[str, Any] | None:
     """The state from a feature module that may not exist on this build (USB, sync)."""
     try:
         module = importlib.import_module(module_name)
@@ -48,7 +48,7 @@ def optional_state(module_name: str, function: str, config) -> dict[str, Any] | 
     if reader is None:
         return None
     try:
-        state = reader(config)
+        state = reader(where)
     except Exception as exc:  # a broken reader must not take the whole status page down
         log.warning("%s.%s failed: %r", module_name, function, exc)
         return {"error": str(exc)}
@@ -117,8 +117,8 @@ def build_status(config, paths: DataPaths, *, catalog=None, queue=None, usage_da
         config, paths.root, **health_options)
     library = library_state(paths, catalog)
     contributions = contributions_state(config, queue)
-    usb = optional_state("hotspot.usb", "read_usb_state", config)
-    sync = optional_state("hotspot.sync", "read_sync_state", config)
+    usb = optional_state("hotspot.usb_state", "read_usb_state", config)
+    sync = optional_state("hotspot.sync", "read_sync_state", paths.root)
     if usage_days is None:
         usage_days = read_usage(paths.root / USAGE_FILE)
     status = {
@@ -190,8 +190,12 @@ def find_problems(config, status: dict[str, Any]) -> list[dict[str, Any]]:
     if contributions and not contributions.get("accepting", True):
         found.append(problem("contributions-off", N_("People cannot send contributions now."),
                              N_("The hotspot needs the coalition's key, or more free storage.")))
+    usb = (status.get("usb") or {}).get("current") or {}
+    if usb.get("state") == "error":
+        found.append(problem("usb-error", N_("The last USB drive was not read completely."),
+                             N_("Take the drive out and put it back in to try again.")))
     sync = status.get("sync") or {}
-    if sync.get("last_result") in ("failed", "error") or sync.get("error"):
+    if sync.get("last_error") or sync.get("error"):
         found.append(problem("sync-failed", N_("The last sync did not work."),
                              N_("Check the internet connection, then sync again.")))
     return found

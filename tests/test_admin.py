@@ -192,9 +192,9 @@ def test_rollback_sync_export_and_import_report(console, caretaker):
     rolled = caretaker.post("/admin/action/rollback", {"csrf": token})
     assert rolled.status == 200 and "version 2 to version 1" in rolled.text
     sync = caretaker.post("/admin/action/sync", {"csrf": token})
-    assert sync.status == 200 and "Sync" in sync.text
+    assert sync.status == 200 and ("hub address" in sync.text or "not part of" in sync.text)
     export = caretaker.post("/admin/action/export", {"csrf": token})
-    assert export.status == 200 and ("export" in export.text.lower())
+    assert export.status == 200 and ("USB drive" in export.text)
     assert caretaker.get("/admin/import-report").status == 404
     report = {"state": "running", "stage": "copying", "files_done": 1, "files_total": 4,
               "bytes_done": 50, "bytes_total": 200, "pack": "/media/usb/test-3.tar",

@@ -140,3 +140,22 @@ def test_hotspot_status_command(tmp_path):
     as_json = subprocess.run(base + ["--json"], capture_output=True, text=True, timeout=60, env=env)
     status = json.loads(as_json.stdout)
     assert status["verdict"] == "attention" and status["health"]["memory"]["total"] > 0
+
+
+def test_usb_and_sync_state_are_shown_when_their_modules_exist(tmp_path):
+    pytest = __import__("pytest")
+    usb_state = pytest.importorskip("hotspot.usb_state")
+    pytest.importorskip("hotspot.sync")
+    data = tmp_path / "data"
+    data.mkdir()
+    config = make_config(tmp_path)
+    (data / usb_state.STATE_FILE).write_text(
+        '{"format": 1, "watcher": {"pid": 999999999}, "history": [], "current": '
+        '{"state": "importing", "message": "Copying", "drive": null}}')
+    status = build_status(config, DataPaths(data), health=read_health(
+        config, data, sys_root=tmp_path, vcgencmd=None, iw=None))
+    assert status["features"] == {"usb": True, "sync": True}
+    # The watcher is gone, so the drive is no longer being worked on: safe, and an error.
+    assert status["usb"]["safe_to_remove"] is True
+    assert "usb-error" in {p["code"] for p in status["problems"]}
+    assert status["sync"]["last_run"] is None

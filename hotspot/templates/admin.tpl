@@ -36,14 +36,19 @@
 
 <h2>{{_("USB drive")}}</h2>
 % usb = status.get("usb")
+% current = (usb or {}).get("current") or {}
 % if usb is None:
 <p>{{_("USB drives are not handled by this hotspot's software yet.")}}</p>
-% elif usb.get("safe_to_remove"):
-<p class="big">{{_("Safe to remove")}}</p>
 % else:
-<p>{{usb.get("message") or usb.get("state") or _("No drive")}}</p>
-% if usb.get("busy"):
-<p class="big">{{_("Do not remove the drive yet")}}</p>
+% if current.get("state") not in ("idle", None):
+<p>{{current.get("message") or current.get("state")}}</p>
+% if (current.get("progress") or {}).get("text"):
+<p><small>{{current["progress"]["text"]}}</small></p>
+% end
+% end
+<p class="big">{{_("Safe to remove") if usb.get("safe_to_remove") else _("Do not remove the drive yet")}}</p>
+% if not usb.get("watcher_running"):
+<p><small>{{_("The USB service is not running.")}}</small></p>
 % end
 % end
 
@@ -61,7 +66,11 @@
 % if sync is None:
 <dd>{{_("Sync is not part of this hotspot's software yet.")}}</dd>
 % else:
-<dd>{{sync.get("last_attempt") or _("None yet")}} {{sync.get("last_result") or ""}}</dd>
+<dd>{{sync.get("last_run") or _("None yet")}}{{" · " + _("worked") if sync.get("last_run") and not sync.get("last_error") else ""}}
+% if sync.get("last_error"):
+<br><small>{{_("did not work:")}} {{sync["last_error"]}}</small>
+% end
+</dd>
 % end
 </dl>
 
