@@ -6,7 +6,6 @@ Helpers here (``Hub``, ``HotspotSide``, ``CutProxy``) are also used by ``test_sy
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import os
@@ -24,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from content_pack.signing import PublicKey
 from hotspot.bundle import export_bundle, load_or_create_hotspot_key
 from hotspot.config import load_config
 from hotspot.contributions import ContributionQueue

@@ -20,7 +20,7 @@ from hotspot.hub.storage import LocalStorage
 from hotspot.library import DataPaths
 from hotspot.packs import import_pack, installed_state
 from hotspot.sync import Meter, backoff_seconds, read_sync_state
-from test_hub import CutProxy, HotspotSide, Hub, big_photo, hub, hotspot  # noqa: F401
+from test_hub import CutProxy, HotspotSide, big_photo, hub, hotspot  # noqa: F401 (fixtures)
 from test_reader import new_key, to_tar, write_pack
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import logging
 import os
 import signal
@@ -21,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from content_pack.signing import PublicKey, load_trusted_keys
-from hotspot.errors import BadRequest, ConfigError, HotspotError
+from hotspot.errors import BadRequest, ConfigError
 
 from .inbox import Inbox, load_identities, load_or_create_hub_key
 from .publishing import PackShelf
@@ -186,5 +185,3 @@ def _serve(args, config, hub) -> int:
         server.close()
     return 0
 
-
-__all__ = ["add_commands", "open_hub", "HotspotError", "json"]

@@ -100,5 +100,3 @@ class PackShelf:
             raise PackError("The pack %(name)s is listed but missing from storage.",
                             name=name) from None
 
-
-__all__ = ["PackShelf"]

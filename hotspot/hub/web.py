@@ -25,7 +25,6 @@ import json
 import re
 import secrets
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import bottle
@@ -34,7 +33,6 @@ from hotspot.contributions import receipt_code
 from hotspot.errors import BadRequest, HotspotError, NotFound, RangeNotSatisfiable
 
 from .inbox import Described
-from .registry import Unauthorized
 from .uploads import CHECKSUM_ALGORITHMS, TUS_VERSION
 
 SESSION_COOKIE = "hub_staff"
@@ -304,5 +302,3 @@ def create_hub_app(hub, identities: list | None = None, *,
 
     return app
 
-
-__all__ = ["create_hub_app", "Unauthorized", "Path"]
