@@ -218,3 +218,11 @@ def library_server(tmp_path_factory):
     server.data_dir = data_dir
     yield server
     assert server.stop() == 0, "".join(server.output)
+
+
+def needs_tools(*names: str, package: str):
+    """Skip when a command-line tool is missing, except in CI, where every test must run."""
+    import shutil
+    missing = [name for name in names if shutil.which(name) is None]
+    return pytest.mark.skipif(bool(missing) and not in_ci(),
+                              reason=f"needs {', '.join(missing)} (Debian package {package})")

@@ -9,9 +9,6 @@ import socket
 import os
 import random
 import re
-import select
-import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +18,7 @@ from pathlib import Path
 import pytest
 from pyrage import x25519
 
-from conftest import ServerProcess, install_test_library
+from conftest import ServerProcess, install_test_library, needs_tools
 from hotspot.config import load_config
 from hotspot.contributions import ContributionQueue
 from hotspot.envelope import read_envelope_plaintext
@@ -102,8 +99,7 @@ def hotspot(tmp_path):
     spot.stop()
 
 
-needs_age = pytest.mark.skipif(shutil.which("age") is None and os.environ.get("CI") != "true",
-                               reason="the age CLI (Debian package age) is not installed")
+needs_age = needs_tools("age", package="age")
 
 
 @needs_age
@@ -325,7 +321,8 @@ def test_large_uploads_are_spooled_in_ram_not_on_disk(hotspot):
                                         [("photo.jpg", JPEG + b"\0" * 1_500_000, "image/jpeg")])
     sock = socket.create_connection((hotspot.server.host, hotspot.server.port), timeout=10)
     try:
-        sock.sendall((f"POST /contribute/report HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+        host = f"{hotspot.server.host}:{hotspot.server.port}"
+        sock.sendall((f"POST /contribute/report HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
                       f"Cookie: form={cookie}\r\nContent-Length: {len(body)}\r\n\r\n").encode())
         sock.sendall(body[:1_000_000])  # more than waitress keeps in memory, not all of it
         pid = hotspot.server.proc.pid

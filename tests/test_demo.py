@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 
 import pytest
 
-from conftest import LANGS, ServerProcess
+from conftest import LANGS, ServerProcess, needs_tools
 from content_pack.csv_catalog import read_source
 from content_pack.schema import validate_catalog
 from hotspot.library import DEMO_DIR
@@ -52,7 +51,7 @@ def test_demo_files_are_small_and_real(demo):
     assert total < 5 * 1024 * 1024
 
 
-@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe (Debian package ffmpeg) is not installed")
+@needs_tools("ffprobe", package="ffmpeg")
 def test_demo_media_files_decode(demo):
     """The audio and video really play: ffprobe reads a stream of the right kind from each."""
     for resource in demo["resources"]:

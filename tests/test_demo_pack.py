@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ServerProcess
+from conftest import ServerProcess, needs_tools
 from content_pack.signing import PublicKey, SecretKey, generate_keypair
 from hotspot.errors import HotspotError
 from hotspot.library import (DEMO_DIR, DataPaths, demo_is_current, install_catalog,
@@ -52,7 +52,7 @@ def test_demo_keys_are_labelled_and_match():
     assert secret.public_key() == PublicKey.load(DEMO_DIR / "demo-signing.pub")
 
 
-@pytest.mark.skipif(shutil.which("minisign") is None, reason="minisign is not installed")
+@needs_tools("minisign", package="minisign")
 def test_demo_pack_verifies_with_the_real_minisign(paths):
     assert install_demo(paths) is True
     pack = demo_pack(paths)

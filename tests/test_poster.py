@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
+from conftest import needs_tools as conftest_needs_tools
 from hotspot.config import SETTINGS, load_config
 from hotspot.poster import instruction_lines, make_poster, qr_svg, wifi_payload
 
-needs_tools = pytest.mark.skipif(not (shutil.which("zbarimg") and shutil.which("rsvg-convert")),
-                                 reason="needs zbarimg (zbar-tools) and rsvg-convert (librsvg2-bin)")
+needs_tools = conftest_needs_tools("zbarimg", "rsvg-convert", package="zbar-tools, librsvg2-bin")
 
 
 def decode_svg(svg: str, tmp_path) -> str:

@@ -11,12 +11,13 @@ import base64
 import logging
 import os
 import re
-import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from conftest import needs_tools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,8 +38,7 @@ PASSPHRASE = "correct horse battery staple"
 COMMENT = "library:demo version:3 kind:full"
 DATA = b'{"format": "hotspot-pack", "format_version": 1}\n' * 100
 
-needs_minisign = pytest.mark.skipif(shutil.which("minisign") is None,
-                                    reason="the minisign CLI is not installed")
+needs_minisign = needs_tools("minisign", package="minisign")
 
 
 def minisign(*args: str, cwd: Path, password: str | None = None) -> subprocess.CompletedProcess:

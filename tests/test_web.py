@@ -371,8 +371,9 @@ def test_slow_downloads_do_not_block_pages(tmp_path):
     try:
         for _ in range(8):
             sock = socket.create_connection((server.host, server.port), timeout=10)
-            sock.sendall(f"GET /media/{big['sha256']}/big.bin HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            assert sock.recv(8192)  # the download has started; now it stalls
+            sock.sendall(f"GET /media/{big['sha256']}/big.bin HTTP/1.1\r\n"
+                         f"Host: {server.host}:{server.port}\r\n\r\n".encode())
+            assert sock.recv(8192).startswith(b"HTTP/1.1 200 ")  # started; now it stalls
             readers.append(sock)
         for path in ("/", "/browse", "/search?q=radio", "/r/radio-basics"):
             conn_start = time.monotonic()
