@@ -45,6 +45,7 @@ UNIT_DIR = "/etc/systemd/system"
 NM_CONNECTION = "/etc/NetworkManager/system-connections/hotspot.nmconnection"
 NM_DNSMASQ_DROPIN = "/etc/NetworkManager/dnsmasq-shared.d/hotspot.conf"
 NM_DISPATCHER = "/etc/NetworkManager/dispatcher.d/90-hotspot-island"
+NM_SYNC_DISPATCHER = "/etc/NetworkManager/dispatcher.d/90-hotspot-sync"
 MODPROBE_COUNTRY = "/etc/modprobe.d/hotspot-wifi-country.conf"
 FALLBACK_DIR = "/etc/hotspot/fallback"
 DOCS = ("operators.md", "configuration.md", "captive-portal.md")
@@ -464,6 +465,10 @@ def install(installer: Installer, source: Path = SOURCE_DIR, skip_venv: bool = F
         installer.file(f"{UNIT_DIR}/{unit.name}", text)
         for target in wanted_by(text):
             installer.symlink(f"{UNIT_DIR}/{target}.wants/{unit.name}", f"{UNIT_DIR}/{unit.name}")
+    # Starts `hotspot sync` when a connection comes up (NetworkManager runs dispatcher hooks).
+    installer.directory("/etc/NetworkManager/dispatcher.d", 0o755)
+    installer.file(NM_SYNC_DISPATCHER,
+                   (source / "provisioning" / "nm-dispatcher-hotspot-sync").read_bytes(), 0o755)
     apply_boot_config(installer, installer.path(DEFAULT_CONFIG_PATH), installer.path(BOOT_CONFIG))
     if installer.live:
         _run(["systemctl", "daemon-reload"])
