@@ -31,8 +31,8 @@ DEMO_PORT = 8080
 # where ``commands`` is the argparse sub-parsers object and a handler is
 # ``handler(args, config) -> exit code``. Keeps this file from growing with every feature.
 EXTENSION_MODULES: tuple[str, ...] = (
-    "hotspot.provision",
     "hotspot.admin",
+    "hotspot.provision",
     "hotspot.sync",
     "hotspot.hub.cli",
 )
@@ -163,7 +163,8 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     queue = contribution_queue(config, paths, demo=args.demo)
     load_or_create_hotspot_key(paths.root)  # the hotspot's own signing key, made on first start
     app = create_app(config, CatalogHolder(paths), MediaStore(paths.media), Translations.load(),
-                     queue=queue, form_secret=load_or_create_secret(paths.root / "form-secret"))
+                     queue=queue, form_secret=load_or_create_secret(paths.root / "form-secret"),
+                     services={"paths": paths})
     return run(config, app, announce=lambda line: print(line, flush=True))
 
 
