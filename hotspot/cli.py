@@ -35,6 +35,7 @@ EXTENSION_MODULES: tuple[str, ...] = (
     "hotspot.provision",
     "hotspot.sync",
     "hotspot.hub.cli",
+    "hotspot.usb",
 )
 
 

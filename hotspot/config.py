@@ -195,6 +195,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Folder of minisign public keys (*.pub) whose signed update packs are installed."),
     Setting("packs.free_space_margin_mb", 200, _int_range(0, 1_000_000),
             "Free space (MB) always left on the data disk after copying a pack's files."),
+    Setting("usb.service_user", "hotspot", _str,
+            "User that reads USB drives and installs their packs (the USB watcher runs as root "
+            "only to mount them; it refuses to start if this user does not exist)."),
+    Setting("usb.mount_dir", "/run/hotspot-usb", _str,
+            "Private folder where the USB watcher mounts a drive while it reads it."),
+    Setting("usb.allow_loop_devices", False, _bool,
+            "Treat loop devices like USB drives. For tests only."),
     Setting("contributions.recipients", [], _str_list,
             "The hub's age public keys (age1...): contributions are encrypted to them on arrival."),
     Setting("contributions.allow_unencrypted", False, _bool,
