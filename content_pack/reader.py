@@ -22,6 +22,7 @@ swapped in after the check is refused too.
 
 from __future__ import annotations
 
+import abc
 import errno
 import os
 import re
@@ -59,7 +60,7 @@ def _max_manifest_bytes() -> int:
     return MAX_MANIFEST_BYTES
 
 
-class Pack:
+class Pack(abc.ABC):
     """An opened pack whose structure was checked (names and types only, no contents read).
 
     Use it as a context manager; ``close`` releases the directory or tar file handle.
@@ -77,23 +78,23 @@ class Pack:
         self.close()
 
     # Implemented by FolderPack and TarPack.
-    def read_manifest_bytes(self) -> bytes:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def read_manifest_bytes(self) -> bytes: ...
 
-    def read_signature(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def read_signature(self) -> str: ...
 
-    def file_names(self) -> set[str]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def file_names(self) -> set[str]: ...
 
-    def file_size(self, sha256: str) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def file_size(self, sha256: str) -> int: ...
 
-    def open_file(self, sha256: str) -> BinaryIO:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def open_file(self, sha256: str) -> BinaryIO: ...
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
     # -- shared ------------------------------------------------------------------------------
 

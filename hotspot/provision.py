@@ -465,6 +465,10 @@ def install(installer: Installer, source: Path = SOURCE_DIR, skip_venv: bool = F
         installer.file(f"{UNIT_DIR}/{unit.name}", text)
         for target in wanted_by(text):
             installer.symlink(f"{UNIT_DIR}/{target}.wants/{unit.name}", f"{UNIT_DIR}/{unit.name}")
+    # Keeps desktop automounters (udisks2) away from drives the USB watcher handles.
+    for rule in sorted((source / "systemd").glob("*.rules")):
+        installer.directory("/etc/udev/rules.d", 0o755)
+        installer.file(f"/etc/udev/rules.d/{rule.name}", rule.read_bytes(), 0o644)
     # Starts `hotspot sync` when a connection comes up (NetworkManager runs dispatcher hooks).
     installer.directory("/etc/NetworkManager/dispatcher.d", 0o755)
     installer.file(NM_SYNC_DISPATCHER,

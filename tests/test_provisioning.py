@@ -139,6 +139,8 @@ def test_staging_tree_file_by_file(staged):
             (0o644, 0, 0, provision.render_dnsmasq_dropin(config)),
         "etc/NetworkManager/dispatcher.d/90-hotspot-island":
             (0o755, 0, 0, provision.render_dispatcher(config)),
+        "etc/udev/rules.d/90-hotspot-usb.rules":
+            (0o644, 0, 0, (REPO / "systemd" / "90-hotspot-usb.rules").read_text()),
         "etc/NetworkManager/dispatcher.d/90-hotspot-sync":
             (0o755, 0, 0, (REPO / "provisioning" / "nm-dispatcher-hotspot-sync").read_text()),
         "etc/modprobe.d/hotspot-wifi-country.conf": (0o644, 0, 0, None),

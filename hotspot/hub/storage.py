@@ -17,6 +17,7 @@ appends, so they live in a local working folder (``LocalStorage.work_dir``) unti
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import fcntl
 import json
@@ -39,30 +40,32 @@ class StorageError(HotspotError):
     """The hub's storage cannot be read or written."""
 
 
-class HubStorage:
+class HubStorage(abc.ABC):
     """The interface: keys like ``envelopes/ab/<uuid>.age``; values are bytes or streams."""
 
+    @abc.abstractmethod
     def put(self, key: str, source: BinaryIO) -> int:
         """Store the stream's bytes under ``key`` (replacing), durably; returns the size."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def open(self, key: str) -> BinaryIO:
         """The object, open for reading (``FileNotFoundError`` if absent)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def size(self, key: str) -> int | None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def list(self, prefix: str) -> list[str]:
         """Keys directly or indirectly under ``prefix/``, sorted."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def delete(self, key: str) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def lock(self, name: str):
         """A context manager: exclusive across the hub's processes."""
-        raise NotImplementedError
 
     # -- helpers every implementation gets ---------------------------------------------------
 
