@@ -33,6 +33,20 @@ OLD_CONTRIBUTION_DAYS = 14
 LOW_MEMORY_PERCENT = 90
 
 
+# What the caretaker can do about each way a USB drive can fail (reasons from hotspot.usb).
+USB_ADVICE = {
+    "removed-too-early": N_("Put the drive back in: the hotspot finishes where it stopped."),
+    "packs-refused": N_("The update on the drive was refused; the details are below. Ask the "
+                        "coalition for a new drive."),
+    "cannot-use-drive": N_("This drive cannot be used. Ask for a drive prepared for the hotspot."),
+    "unmount-failed": N_("Wait a minute before taking the drive out."),
+    "watcher-stopped": N_("Restart the hotspot from this page."),
+    "outbox-not-writable": N_("The drive does not let the hotspot write on it. Ask the coalition "
+                              "for a drive prepared for the hotspot."),
+    None: N_("Take the drive out and put it back in to try again."),
+}
+
+
 def problem(code: str, message: str, advice: str, severity: str = "warning", **params) -> dict:
     return {"code": code, "severity": severity, "message": message % params if params else message,
             "advice": advice, "template": message, "params": params}
@@ -193,7 +207,7 @@ def find_problems(config, status: dict[str, Any]) -> list[dict[str, Any]]:
     usb = (status.get("usb") or {}).get("current") or {}
     if usb.get("state") == "error":
         found.append(problem("usb-error", N_("The last USB drive was not read completely."),
-                             N_("Take the drive out and put it back in to try again.")))
+                             USB_ADVICE.get(usb.get("reason"), USB_ADVICE[None])))
     sync = status.get("sync") or {}
     if sync.get("last_error") or sync.get("error"):
         found.append(problem("sync-failed", N_("The last sync did not work."),

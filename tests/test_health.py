@@ -159,3 +159,17 @@ def test_usb_and_sync_state_are_shown_when_their_modules_exist(tmp_path):
     assert status["usb"]["safe_to_remove"] is True
     assert "usb-error" in {p["code"] for p in status["problems"]}
     assert status["sync"]["last_run"] is None
+
+
+def test_usb_error_advice_depends_on_what_went_wrong(tmp_path):
+    from hotspot.status import USB_ADVICE, find_problems
+    config = make_config(tmp_path)
+    seen = set()
+    for reason in ("removed-too-early", "packs-refused", "cannot-use-drive", "watcher-stopped",
+                   "something-new"):
+        status = {"library": {"version": 1}, "health": {},
+                  "usb": {"current": {"state": "error", "reason": reason}}}
+        (usb_problem,) = [p for p in find_problems(config, status) if p["code"] == "usb-error"]
+        assert usb_problem["advice"] == USB_ADVICE.get(reason, USB_ADVICE[None])
+        seen.add(usb_problem["advice"])
+    assert len(seen) == 5
