@@ -46,6 +46,7 @@ from content_pack.signing import PublicKey, load_trusted_keys, sign_bytes
 from hotspot.bundle import load_or_create_hotspot_key
 from hotspot.contributions import UNDELIVERED, ContributionQueue, _write_atomically
 from hotspot.errors import ConfigError, HotspotError, PackError, SignatureError
+from hotspot.usage import USAGE_FILE, daily_aggregates
 
 log = logging.getLogger("hotspot.sync")
 
@@ -306,6 +307,7 @@ class RunResult:
     refused: dict[str, str] = field(default_factory=dict)
     pack: str | None = None
     notes: list[str] = field(default_factory=list)
+    usage_days: int = 0
 
 
 class Syncer:
@@ -341,6 +343,27 @@ class Syncer:
                 continue
             result.delivered.append((entry.uuid, status))
             self.state["refused"].pop(entry.uuid, None)
+
+    def send_usage(self, result: RunResult) -> None:
+        """Send the daily usage counts (aggregates only; see docs/privacy.md) to the hub.
+
+        A day is re-sent until it is over (the hub replaces a hotspot's day, so nothing counts
+        twice); ``usage_sent_through`` remembers the last finished day the hub has."""
+        since = self.state.get("usage_sent_through")
+        days = daily_aggregates(self.data_dir / USAGE_FILE, since=since)
+        if not days:
+            return
+        answer = self.client.request("POST", "/api/v1/usage",
+                                     headers={"Content-Type": "application/json"},
+                                     body=json.dumps(days, sort_keys=True).encode())
+        if answer.status != 200:
+            result.notes.append(f"The hub did not take the usage counts ({answer.error()}).")
+            return
+        today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        finished = [item["day"] for item in days if item["day"] < today]
+        if finished:
+            self.state["usage_sent_through"] = max(finished)
+        result.usage_days = len(days)
 
     def deliver(self, entry) -> str:
         known = self._known(entry)
@@ -663,6 +686,7 @@ def run_sync(config, *, if_due: bool = False, network_changed: bool = False,
         try:
             syncer.probe()
             syncer.deliver_all(result)
+            syncer.send_usage(result)
             if config.sync.download_packs:
                 syncer.fetch_pack(result)
         except BudgetSpent as exc:

@@ -28,6 +28,7 @@ from hotspot.config import load_config
 from hotspot.contributions import ContributionQueue
 from hotspot.hub.storage import LocalStorage
 from hotspot.sync import read_sync_state
+from hotspot.usage import USAGE_FILE, UsageCounter
 from conftest import ServerProcess, install_test_library
 from test_contribute_web import JPEG, Hotspot, needs_age
 
@@ -454,3 +455,43 @@ def test_staff_view_needs_a_login_and_shows_contributions(tmp_path, hotspot):
         assert status == 303
     finally:
         hub.stop()
+
+
+def test_usage_counts_reach_the_hub_and_are_never_counted_twice(hub, hotspot):
+    """Daily aggregates only (no address, device or search text) go to the hub with a sync."""
+    counter = UsageCounter(hotspot.data_dir / USAGE_FILE, today=lambda: "2026-11-20")
+    for _ in range(3):
+        counter.count("view", resource_id="radio-basics", themes=["communication-radio"],
+                      type_id="guides-manuals")
+    counter.count("download", resource_id="radio-basics")
+    assert counter.flush()
+    for _ in range(2):  # a second run re-sends the same days: the hub replaces, never adds
+        done = hotspot.sync()
+        assert done.returncode == 0, done.stderr
+    totals = json.loads(hub.cli("usage").stdout)
+    (day,) = totals
+    assert day["day"] == "2026-11-20" and day["hotspots"] == 1
+    assert day["resources"]["radio-basics"]["view"] == 3
+    assert day["resources"]["radio-basics"]["download"] == 1
+    assert day["themes"]["communication-radio"]["view"] == 3
+    assert hotspot.state()["usage_sent_through"] == "2026-11-20"
+    stored = list((hub.root / "hub-data").rglob("usage/*/*.json"))
+    assert len(stored) == 1
+    text = stored[0].read_text()
+    assert "127.0.0.1" not in text and "hotspot-sync" not in text
+
+
+@pytest.mark.parametrize("days", [
+    "not a list", [{"views": 1}], [{"day": "yesterday"}], [{"day": "2026-11-20", "view": -1}],
+    [{"day": "2026-11-20", "resources": {"a": {"b": {"c": {"d": 1}}}}}],
+    [{"day": "2026-11-20", "resources": {"127.0.0.1 Mozilla/5.0": 1}}],
+    [{"day": "2026-11-20", "search": "land defenders"}],
+])
+def test_hub_refuses_malformed_usage_and_stores_nothing(tmp_path, days):
+    from hotspot.errors import BadRequest
+    from hotspot.hub.usage import UsageStore
+    store = UsageStore(LocalStorage(tmp_path / "hub"))
+    with pytest.raises(BadRequest):
+        store.store("hotspot-1", days if not isinstance(days, list) else
+                    [{"day": "2026-11-19", "searches": 2}] + days)
+    assert store.totals() == []

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import getpass
 import logging
 import os
@@ -27,6 +28,7 @@ from .publishing import PackShelf
 from .registry import Registry
 from .storage import LocalStorage
 from .uploads import Uploads
+from .usage import UsageStore
 
 MB = 1_000_000
 log = logging.getLogger("hotspot.hub")
@@ -46,6 +48,7 @@ def open_hub(config) -> SimpleNamespace:
         else tempfile.gettempdir()
     return SimpleNamespace(storage=storage, hub_key=hub_key, inbox=inbox,
                            registry=Registry(storage), shelf=PackShelf(storage, keys),
+                           usage=UsageStore(storage),
                            uploads=Uploads(storage, inbox,
                                            max_size=config.hub.max_envelope_mb * MB),
                            spool_dir=spool)
@@ -90,6 +93,9 @@ def add_commands(commands) -> dict:
     export.add_argument("--identity", metavar="FILE",
                         help="the hub's age identity (default: hub.identity_file, or typed)")
     actions.add_parser("key", help="print the hub's public receipt key (for hotspots)")
+    usage = actions.add_parser("usage", help="daily usage counts sent by hotspots, summed "
+                                             "(no personal data is ever sent)")
+    usage.add_argument("--since", help="first day, YYYY-MM-DD")
     return {"hub": cmd_hub}
 
 
@@ -141,6 +147,8 @@ def cmd_hub(args: argparse.Namespace, config) -> int:
         count = hub.inbox.export(identities, args.dest, args.format)
         print(f"Wrote {count} contributions to {args.dest} "
               f"(contributions.{args.format}, attachments/).")
+    elif action == "usage":
+        print(json.dumps(hub.usage.totals(args.since), indent=2, sort_keys=True))
     else:
         print(hub.hub_key.public_key().to_text(), end="")
     return 0

@@ -40,6 +40,9 @@ SESSION_SECONDS = 8 * 3600
 _CHUNK = 256 * 1024
 
 
+USAGE_MAX_BYTES = 2 * 1024 * 1024
+
+
 def _json(value, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
     return bottle.HTTPResponse(json.dumps(value), status=status, headers={
         "Content-Type": "application/json", "Cache-Control": "no-store", **(headers or {})})
@@ -87,6 +90,19 @@ def create_hub_app(hub, identities: list | None = None, *,
         who = hotspot()
         return _json({"hub": hub.inbox.hub_key.public_key().key_id_hex, "hotspot": who.id,
                       "name": who.name})
+
+    @app.post("/api/v1/usage")
+    @api
+    def usage():
+        who = hotspot()
+        raw = bottle.request.body.read(USAGE_MAX_BYTES + 1)
+        if len(raw) > USAGE_MAX_BYTES:
+            raise BadRequest("The usage report is too large.")
+        try:
+            days = json.loads(raw)
+        except ValueError:
+            raise BadRequest("The usage report is not JSON.") from None
+        return _json({"stored_days": hub.usage.store(who.id, days)})
 
     @app.get("/api/v1/envelopes/<uuid>")
     @api
