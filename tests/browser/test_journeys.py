@@ -257,6 +257,6 @@ def test_caretaker_logs_in_sees_status_starts_sync(phone):
     text = page.locator("main").inner_text()
     assert text.strip() and page.locator("h1").count() == 1
     # Sync is not configured on the test hotspot: the page must say so in words.
-    assert re.search(r"sync|hub", text, re.I), text
+    assert "no hub address" in text, text
     no_serious_axe(phone)
     shot(phone, "caretaker", "sync")
