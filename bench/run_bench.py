@@ -675,22 +675,33 @@ def kept_analysis(out: Path) -> str:
     return text[start + len(ANALYSIS_START):end].strip()
 
 
-def kept_import_section(out: Path) -> list[str]:
-    """The section "Importing packs" (bench/import_bench.py writes it), kept as it is."""
+def kept_section(out: Path, start_marker: str, end_marker: str) -> list[str]:
+    """A section another script writes (between its markers), kept as it is."""
     try:
         text = out.read_text()
     except OSError:
         return []
-    start, end = text.find(IMPORT_START), text.find(IMPORT_END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start == -1 or end == -1:
         return []
-    return [text[start:end + len(IMPORT_END)], ""]
+    return [text[start:end + len(end_marker)], ""]
+
+
+def kept_import_section(out: Path) -> list[str]:
+    """The section "Importing packs" (bench/import_bench.py writes it)."""
+    return kept_section(out, IMPORT_START, IMPORT_END)
+
+
+def kept_browser_section(out: Path) -> list[str]:
+    """The section "Pages in a real browser" (tests/browser/budget_table.py writes it)."""
+    return kept_section(out, "<!-- browser-pages:", "<!-- /browser-pages -->")
 
 
 def write_markdown(bench: Bench, out: Path, command: str) -> None:
     info = machine()
     analysis = kept_analysis(out) or "(Nobody has written an analysis of these numbers yet.)"
     import_section = kept_import_section(out)
+    browser_section = kept_browser_section(out)
     lines = [
         "# Performance",
         "",
@@ -763,6 +774,7 @@ def write_markdown(bench: Bench, out: Path, command: str) -> None:
         *auto_reading(bench),
         "",
         *import_section,
+        *(["## Pages in a real browser", "", *browser_section] if browser_section else []),
         "## Analysis",
         "",
         ANALYSIS_START,
