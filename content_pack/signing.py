@@ -79,7 +79,10 @@ class PublicKey:
 
     @property
     def key_id_hex(self) -> str:
-        """The id as minisign prints it: the stored bytes read as a little-endian u64, in hex."""
+        """The id as 16 hex digits: the stored bytes read as a little-endian u64.
+
+        minisign prints the same number without leading zeros ("%" PRIX64), so one key in
+        sixteen shows 15 digits there; compare ids as numbers, not as text."""
         return _key_id_hex(self.key_id)
 
     @classmethod
@@ -351,7 +354,7 @@ def _check(signature: _Signature, digest: bytes, trusted: list[PublicKey]) -> Ve
 # -- small helpers -----------------------------------------------------------------------------
 
 def _key_id_hex(key_id: bytes) -> str:
-    # minisign prints the id as a little-endian u64 ("%016" PRIX64): the bytes reversed.
+    # The little-endian u64 minisign prints, zero-padded to a stable 16 digits.
     return key_id[::-1].hex().upper()
 
 

@@ -140,9 +140,11 @@ def test_minisign_unencrypted_key_and_signatures(tmp_path):
     public = PublicKey.load(tmp_path / "x.pub")
     secret = SecretKey.load(tmp_path / "x.key", None)
     assert secret.public_key() == public
-    # key_id_hex is what minisign prints: the stored id bytes reversed, uppercase hex.
-    printed = re.search(r"minisign public key ([0-9A-F]{16})", (tmp_path / "x.pub").read_text())
-    assert printed.group(1) == public.key_id_hex == public.key_id[::-1].hex().upper()
+    # key_id_hex is the number minisign prints (it drops leading zeros: one key in 16 shows
+    # 15 digits), zero-padded to 16: the stored id bytes reversed, uppercase hex.
+    printed = re.search(r"minisign public key ([0-9A-F]{1,16})\n", (tmp_path / "x.pub").read_text())
+    assert int(printed.group(1), 16) == int(public.key_id_hex, 16)
+    assert public.key_id_hex == public.key_id[::-1].hex().upper() and len(public.key_id_hex) == 16
 
     (tmp_path / "big.bin").write_bytes(os.urandom(3 << 20))
     comment = "  spaced, with: colons and ünïcode  "
