@@ -226,3 +226,30 @@ def needs_tools(*names: str, package: str):
     missing = [name for name in names if shutil.which(name) is None]
     return pytest.mark.skipif(bool(missing) and not in_ci(),
                               reason=f"needs {', '.join(missing)} (Debian package {package})")
+
+
+def require_root(why: str) -> None:
+    """Root-only tests run in CI (as root); elsewhere they skip and say why."""
+    import os as _os
+    if _os.geteuid() == 0:
+        return
+    if in_ci():
+        pytest.fail(f"This test needs root ({why}) and CI must run it as root.")
+    pytest.skip(f"needs root ({why}); run as root (CI does)")
+
+
+def mounted_tmpfs(tmp_path: Path, size: str):
+    """A real small file system (tmpfs of ``size``) at ``tmp_path/tiny``, unmounted afterwards."""
+    require_root("to mount a small tmpfs")
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                             str(mount_point)], capture_output=True, text=True)
+    if result.returncode != 0:
+        reason = f"could not mount a tmpfs: {result.stderr.strip()}"
+        pytest.fail(reason) if in_ci() else pytest.skip(reason)
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], check=True)  # a failed test

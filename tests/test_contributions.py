@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import mounted_tmpfs
+
 from hotspot.config import load_config
 from hotspot.contributions import (
     MB, ContributionQueue, ContributionsNotConfigured, InsufficientStorage, Limits, TooLarge,
@@ -489,31 +491,9 @@ def test_start_up_cleanup_spares_a_live_writers_temp_file(queue, hub_identity):
 
 # -- the disk reserve, on a real small file system ----------------------------------------------
 
-def require_root():
-    if os.geteuid() == 0:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("This test needs root (to mount a tmpfs) and CI must run it as root.")
-    pytest.skip("needs root to mount a small tmpfs; run as root (CI does)")
-
-
 @pytest.fixture
 def tiny_disk(tmp_path):
-    require_root()
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        reason = f"could not mount a tmpfs: {result.stderr.strip()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        yield mount_point
-    finally:
-        if subprocess.run(["umount", str(mount_point)]).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)], check=True)  # a failed test
+    yield from mounted_tmpfs(tmp_path, "4m")
 
 
 @pytest.mark.root

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import mounted_tmpfs
+
 from hotspot.errors import StoreCorrupt, StoreError
 from hotspot.store import Store
 
@@ -353,33 +355,9 @@ def test_corrupt_file_fails_at_open_and_is_kept(tmp_path, path, content):
 # -- a real full disk -------------------------------------------------------------------------
 
 
-def require_root():
-    if os.geteuid() == 0:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("This test needs root (to mount a tmpfs) and CI must run it as root.")
-    pytest.skip("needs root to mount a small tmpfs; run as root (CI does)")
-
-
 @pytest.fixture
 def tiny_disk(tmp_path):
-    require_root()
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        reason = f"could not mount a tmpfs: {result.stderr.strip()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
+    yield from mounted_tmpfs(tmp_path, "64k")
 
 
 def fill_disk(directory):
