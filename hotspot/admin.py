@@ -379,18 +379,16 @@ def action_rollback(config, paths: DataPaths) -> tuple[str, dict]:
 
 
 def action_export(config, paths: DataPaths) -> tuple[str, dict]:
-    """The USB watcher (root) mounts a drive, writes the outbox and unmounts it by itself; the
-    web server never touches a drive, so this explains what to do and what is happening."""
-    read_usb_state = optional_function("hotspot.usb_state", "read_usb_state")
-    if read_usb_state is None:
+    """Ask the USB watcher (root) to copy the waiting contributions onto the drive that is
+    plugged in, or onto the next one: the web server never touches a drive itself."""
+    usb_state = optional_function("hotspot.usb_state", "request_outbox")
+    if usb_state is None:
         return N_("Exporting to a USB drive from this page is not part of this hotspot's "
                   "software yet. On the command line: hotspot contributions export FOLDER"), {}
-    current = read_usb_state(config).get("current") or {}
-    if current.get("state") == "writing-outbox":
-        return N_("The contributions are being copied onto the drive now. Wait until this "
-                  "page says it is safe to remove."), {}
-    return N_("Plug in a USB drive: the hotspot copies the waiting contributions onto it by "
-              "itself, then this page says when it is safe to remove."), {}
+    usb_state(paths.root)
+    audit(paths.root, "export requested: copy the contributions onto the USB drive")
+    return N_("The contributions will be copied onto the USB drive that is plugged in, or onto "
+              "the next one you plug in. The status page says when it is safe to remove."), {}
 
 
 # -- the web console -----------------------------------------------------------------------------

@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable
 from .errors import ConfigError, HotspotError
 # read_usb_state is imported from here by the status page and ``hotspot status``.
 from .usb_state import (UsbStateFile, clean_text, describe_usb_state,  # noqa: F401
-                        read_usb_state)
+                        outbox_request_stamp, read_usb_state)
 
 log = logging.getLogger("hotspot.usb")
 
@@ -779,6 +779,9 @@ def _gone_soon(dev: BlockDevice) -> bool:
 
 # -- the event loop ------------------------------------------------------------------------------
 
+REQUEST_CHECK_SECONDS = 2.0  # how often the watcher looks for a request from the console
+
+
 class UsbWatcher:
     """Turns device events into drive jobs, one drive at a time, in a worker thread.
 
@@ -787,10 +790,17 @@ class UsbWatcher:
     """
 
     def __init__(self, classify_device: Callable[[BlockDevice], Verdict], handler, *,
-                 on_removed: Callable[[BlockDevice], None] | None = None):
+                 on_removed: Callable[[BlockDevice], None] | None = None,
+                 outbox_request: Callable[[], int | None] | None = None,
+                 present: Callable[[BlockDevice], bool] = device_present):
         self.classify_device = classify_device
         self.handler = handler
         self.on_removed = on_removed
+        # The console's "copy the contributions onto the drive": a changing stamp, or None.
+        self.outbox_request = outbox_request
+        self._request_seen: int | None = None
+        self.present = present
+        self.devices: dict[str, BlockDevice] = {}  # the drives taken on, by device name
         self.known: dict[str, tuple] = {}       # device name -> key of the drive taken on
         self.ignored: dict[str, tuple] = {}     # device name -> key last ignored (log once)
         self.jobs: queue.Queue[DriveJob | None] = queue.Queue()
@@ -827,6 +837,7 @@ class UsbWatcher:
         if dev.name in self.known:
             self._gone(dev)            # another drive on the same device name
         self.known[dev.name] = dev.key
+        self.devices[dev.name] = dev
         log.info("USB drive %s (%s, %s) found.", dev.devnode, dev.fs_type,
                  _size_words(dev.size))
         self._enqueue(DriveJob(dev))
@@ -838,6 +849,7 @@ class UsbWatcher:
 
     def _gone(self, dev: BlockDevice) -> None:
         was_known = self.known.pop(dev.name, None) is not None
+        self.devices.pop(dev.name, None)
         self.ignored.pop(dev.name, None)
         with self._lock:
             pending = self.pending.pop(dev.name, None)
@@ -851,6 +863,23 @@ class UsbWatcher:
             log.info("%s was taken out.", dev.devnode)
             if self.on_removed is not None:
                 self.on_removed(dev)
+
+    def check_outbox_request(self) -> None:
+        """A new request from the console: read the drives that are plugged in again (their
+        outbox is written then); with none plugged in, the next drive does it."""
+        if self.outbox_request is None:
+            return
+        stamp = self.outbox_request()
+        if stamp is None or stamp == self._request_seen:
+            return
+        self._request_seen = stamp
+        with self._lock:
+            busy = set(self.pending) | ({self.active.device.name} if self.active else set())
+        for name, dev in list(self.devices.items()):
+            if name not in busy and self.present(dev):
+                log.info("Copying the contributions onto %s, as asked on the console.",
+                         dev.devnode)
+                self._enqueue(DriveJob(dev))
 
     # loop
 
@@ -890,12 +919,15 @@ class UsbWatcher:
             if ready is not None:
                 ready()
             while not self._stopping:
-                readable, _, _ = select.select([monitor, self._stop_read], [], [])
+                readable, _, _ = select.select([monitor, self._stop_read], [], [],
+                                               REQUEST_CHECK_SECONDS)
                 if self._stop_read in readable:
                     break
-                dev = monitor.receive()
-                if dev is not None:
-                    self.on_device(dev)
+                if monitor in readable:
+                    dev = monitor.receive()
+                    if dev is not None:
+                        self.on_device(dev)
+                self.check_outbox_request()
         finally:
             with self._lock:
                 for job in self.pending.values():
@@ -1025,7 +1057,8 @@ def cmd_usb_watch(args: argparse.Namespace, config) -> int:
         return classify(dev, SystemView.read(mount_dir), allow_loop=allow_loop)
 
     watcher = UsbWatcher(classify_now, handler,
-                         on_removed=lambda dev: state.drive_removed(dev.name))
+                         on_removed=lambda dev: state.drive_removed(dev.name),
+                         outbox_request=lambda: outbox_request_stamp(data_dir))
     monitor = UdevMonitor()      # receiving before the present drives are listed
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: watcher.stop())

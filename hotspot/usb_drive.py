@@ -43,6 +43,7 @@ from .bundle import OUTBOX_DIR, BundleError, export_bundle, read_manifest_uuids
 from .errors import ConfigError, HotspotError, PackError
 from .library import DataPaths
 from .packs import ImportFailed, Progress, import_pack, installed_state
+from .usb_state import clear_outbox_request, outbox_request_stamp
 
 log = logging.getLogger("hotspot.usb")
 
@@ -289,6 +290,7 @@ def read_drive(root: Path, config, emit: Emit) -> int:
         import_newest(root, valid, paths, keys, margin_bytes=config.packs.free_space_margin_mb
                       * 1_000_000, emit=emit)
         outbox = _outbox(root)
+        requested = outbox_request_stamp(paths.root) is not None
     except DriveLost as exc:
         emit({"event": "failed", "reason": "drive-lost", "message": _display(root, str(exc))})
         return EXIT_DRIVE_LOST
@@ -300,20 +302,26 @@ def read_drive(root: Path, config, emit: Emit) -> int:
         emit({"event": "failed", "reason": code, "message": _display(root, exc.message)})
         return EXIT_FAILED
     queued = 0
-    if outbox is not None:
+    if outbox is not None or requested:
         try:
             queued = len(_queue(config).list("queued"))
         except HotspotError as exc:
             log.warning("The contribution queue cannot be read: %s", exc.message)
-    emit({"event": "summary", "outbox": outbox is not None, "queued": queued})
+        if requested and not queued:
+            clear_outbox_request(paths.root)  # asked for, but there is nothing to copy
+    emit({"event": "summary", "outbox": outbox is not None or requested, "queued": queued})
     return 0
 
 
 def write_outbox(root: Path, config, emit: Emit) -> int:
     """Write the queued contributions into the drive's outbox as a verified bundle."""
     root = Path(root)
+    data_dir = Path(config.data_dir)
     try:
         outbox = _outbox(root)
+        if outbox is None and outbox_request_stamp(data_dir) is not None:
+            (root / OUTBOX_DIR).mkdir(mode=0o755)  # the caretaker asked for it on the console
+            outbox = _outbox(root)
         if outbox is None:
             emit({"event": "failed", "reason": "outbox-missing",
                   "message": f"The drive has no {OUTBOX_DIR} folder."})
@@ -329,6 +337,7 @@ def write_outbox(root: Path, config, emit: Emit) -> int:
             return EXIT_FAILED
         bundle = export_bundle(queue, root, config.data_dir)
         count = len(read_manifest_uuids(bundle)) if bundle else 0
+        clear_outbox_request(data_dir)
     except (BundleError, OSError) as exc:
         message = exc.message if isinstance(exc, HotspotError) else (exc.strerror or str(exc))
         if not _readable(root):

@@ -159,6 +159,44 @@ def _version(item: dict) -> str:
     return f"library '{item.get('library')}' version {item.get('version')}"
 
 
+# -- "copy the contributions onto the drive" (from the caretaker's console) ----------------------
+# The console (not root) cannot mount anything: it leaves this small file in the data folder.
+# The watcher sees it, reads the plugged-in drive again (or the next one plugged in) and writes
+# the outbox even if the drive has no hotspot-outbox folder yet; the file is removed once the
+# contributions are on a drive.
+OUTBOX_REQUEST_FILE = "usb-outbox-request.json"
+
+
+def request_outbox(data_dir: Path) -> None:
+    path = Path(data_dir) / OUTBOX_REQUEST_FILE
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o664)
+            json.dump({"requested": now_text()}, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_directory(path.parent)
+
+
+def outbox_request_stamp(data_dir: Path) -> int | None:
+    """When the request was made (a change means a new request), or None when there is none."""
+    try:
+        return os.stat(Path(data_dir) / OUTBOX_REQUEST_FILE).st_mtime_ns
+    except OSError:
+        return None
+
+
+def clear_outbox_request(data_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(Path(data_dir) / OUTBOX_REQUEST_FILE)
+
+
 class UsbStateFile:
     """The watcher's writer of ``usb-state.json`` (one per watcher; thread-safe)."""
 

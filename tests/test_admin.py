@@ -195,6 +195,8 @@ def test_rollback_sync_export_and_import_report(console, caretaker):
     assert sync.status == 200 and ("hub address" in sync.text or "not part of" in sync.text)
     export = caretaker.post("/admin/action/export", {"csrf": token})
     assert export.status == 200 and ("USB drive" in export.text)
+    # The watcher (root) does the copying: the console leaves it a request in the data folder.
+    assert (console.data_dir / "usb-outbox-request.json").exists()
     assert caretaker.get("/admin/import-report").status == 404
     report = {"state": "running", "stage": "copying", "files_done": 1, "files_total": 4,
               "bytes_done": 50, "bytes_total": 200, "pack": "/media/usb/test-3.tar",

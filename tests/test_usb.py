@@ -35,9 +35,10 @@ from hotspot.errors import ConfigError
 from hotspot.library import DataPaths
 from hotspot.packs import import_pack, installed_state
 from hotspot.usb import (BlockDevice, ChildRunner, DriveHandler, DriveJob, Mounter, ServiceUser,
-                         SystemView, UsbWatcher, Verdict, classify, resolve_service_user)
+                         REQUEST_CHECK_SECONDS, SystemView, UsbWatcher, Verdict, classify,
+                         resolve_service_user)
 from hotspot.usb_state import (HISTORY_SIZE, STATE_FILE, UsbStateFile, describe_usb_state,
-                               read_usb_state)
+                               outbox_request_stamp, read_usb_state, request_outbox)
 from test_packs import Publisher, v1_catalog, v2_catalog
 from test_reader import to_tar
 
@@ -676,3 +677,50 @@ def test_the_udev_rule_keeps_desktop_automounters_away():
     assert len(rules) == 1
     assert 'SUBSYSTEM=="block"' in rules[0] and 'ENV{ID_BUS}=="usb"' in rules[0]
     assert 'ENV{UDISKS_IGNORE}="1"' in rules[0]
+
+
+# -- "copy the contributions onto the drive", asked on the caretaker's console -------------------
+
+def test_a_request_from_the_console_reads_the_plugged_in_drive_again(tmp_path):
+    stamp = [None]
+    monitor, handler = FakeMonitor(), FakeHandler()
+    watcher = UsbWatcher(lambda dev: classify(dev, NOTHING_MOUNTED), handler,
+                         outbox_request=lambda: stamp[0], present=lambda dev: True)
+    ready = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(monitor, lambda: [], ready.set))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        monitor.emit("add")
+        wait_for(lambda: len(handler.jobs) == 1 and not watcher.active, what="the first read")
+        stamp[0] = 1  # the console asked
+        wait_for(lambda: len(handler.jobs) == 2, timeout=10, what="the drive read again")
+        assert handler.jobs[1].device.name == "sdb1"
+        time.sleep(2 * REQUEST_CHECK_SECONDS)  # the same request is acted on once
+        assert len(handler.jobs) == 2
+    finally:
+        watcher.stop()
+        thread.join(10)
+        monitor.close()
+    assert not thread.is_alive()
+
+
+def test_the_console_request_writes_an_outbox_on_a_drive_without_one(tmp_path):
+    identity = x25519.Identity.generate()
+    setup = Setup(tmp_path, recipients=[str(identity.to_public())])
+    queue = ContributionQueue(setup.paths.root / "contributions", [str(identity.to_public())])
+    uuids = sorted(submit(queue, f"report {n}") for n in range(2))
+    drive = setup.drive()  # no hotspot-outbox folder on it
+    setup.read()
+    assert not (drive / OUTBOX_DIR).exists()  # not asked for: nothing is written
+    assert {e.state for e in queue.list()} == {"queued"}
+    request_outbox(setup.paths.root)
+    current = setup.read()["current"]
+    assert current["state"] == "done" and current["exported"]["contributions"] == 2, current
+    (bundle,) = list((drive / OUTBOX_DIR).iterdir())
+    assert sorted(item.uuid for item in read_bundle(bundle)) == uuids
+    assert outbox_request_stamp(setup.paths.root) is None  # done: the request is gone
+    # Asked with nothing waiting: the request is simply dropped.
+    request_outbox(setup.paths.root)
+    assert setup.read()["current"]["state"] == "done"
+    assert outbox_request_stamp(setup.paths.root) is None
