@@ -42,7 +42,7 @@ from typing import Any
 
 import bottle
 
-from .durable import fsync_directory
+from .durable import fsync_directory, write_atomically
 from .errors import N_, BadRequest, HotspotError, NotFound
 from .forms import load_or_create_secret
 from .library import DataPaths
@@ -276,14 +276,7 @@ def write_request(data_dir: Path, action: str, clock=time.time) -> Path:
                               "then look at this page again."))
     requested = datetime.datetime.fromtimestamp(clock(), datetime.timezone.utc)
     data = json.dumps({"action": action, "requested": requested.strftime("%Y-%m-%dT%H:%M:%SZ")})
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{action}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as out:
-        os.fchmod(out.fileno(), 0o640)
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    fsync_directory(folder)
+    write_atomically(path, data.encode(), mode=0o640)
     log.info("The caretaker asked for: %s (waiting for the privileged helper).", action)
     return path
 

@@ -48,7 +48,7 @@ import pyrage
 from pyrage import x25519
 
 from hotspot.config import UI_LANGUAGES
-from hotspot.durable import fsync_directory
+from hotspot.durable import fsync_directory, write_atomically
 from hotspot.envelope import AgeSink, ContainerWriter
 from hotspot.errors import (
     N_, BadRequest, ConfigError, HotspotError, NotFound, StoreCorrupt, StoreError,
@@ -901,18 +901,4 @@ def _free_name(path: Path) -> Path:
 
 def _write_atomically(path: Path, data: bytes, *, mode: int = 0o640,
                       replace: bool = True) -> None:
-    """Write ``data`` under a temp name, fsync, then rename (or link, to never replace)."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuidlib.uuid4().hex[:8]}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(temp, path)
-        else:
-            os.link(temp, path)  # FileExistsError when someone else was first
-    finally:
-        temp.unlink(missing_ok=True)
-    fsync_directory(path.parent)
+    write_atomically(path, data, mode=mode, replace=replace)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import threading
 import time
@@ -27,7 +26,7 @@ from typing import Protocol
 import multipart
 
 from .contributions import ContributionQueue, Receipt, TooLarge, receipt_code
-from .durable import fsync_directory
+from .durable import write_atomically
 from .errors import N_, BadRequest, HotspotError
 
 READ_CHUNK = 64 * 1024
@@ -83,15 +82,7 @@ def load_or_create_secret(path: Path) -> bytes:
     except FileNotFoundError:
         pass
     secret = secrets.token_bytes(32)
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secret)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_directory(path.parent)
+    write_atomically(path, secret, mode=0o600)
     return secret
 
 

@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import tarfile
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ import psutil
 from content_pack.reader import PackReadError, verify_pack
 from content_pack.schema import validate_catalog
 
-from .durable import fsync_directory
+from .durable import fsync_directory, write_atomically
 from .errors import BadRequest, CatalogError, HotspotError, PackError
 from .i18n import format_duration, format_size
 from .library import (DataPaths, catalog_file_hashes, keep_as_previous, library_lock,
@@ -207,21 +206,8 @@ def _now() -> str:
 
 
 def _write_json_atomically(path: Path, data: dict, *, durable: bool) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o644)
-            json.dump(data, out, ensure_ascii=False, indent=1)
-            out.flush()
-            if durable:
-                os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        fsync_directory(path.parent)
+    write_atomically(path, json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"),
+                     durable=durable)
 
 
 # -- checking -----------------------------------------------------------------------------------

@@ -17,17 +17,14 @@ ever passed to this module, so it cannot store them. Counts live in memory and a
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .durable import fsync_directory
+from .durable import write_atomically
 
 log = logging.getLogger("hotspot.usage")
 
@@ -72,19 +69,8 @@ def read_usage(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write_atomically(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o640)
-            json.dump(data, out, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_directory(path.parent)
+    write_atomically(path, json.dumps(data, ensure_ascii=False, separators=(",", ":"),
+                                      sort_keys=True).encode("utf-8"), mode=0o640)
 
 
 class UsageCounter:

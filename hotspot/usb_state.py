@@ -27,13 +27,12 @@ import contextlib
 import datetime
 import json
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from .durable import fsync_directory
+from .durable import write_atomically
 
 STATE_FILE = "usb-state.json"
 FORMAT = 1
@@ -168,20 +167,8 @@ OUTBOX_REQUEST_FILE = "usb-outbox-request.json"
 
 
 def request_outbox(data_dir: Path) -> None:
-    path = Path(data_dir) / OUTBOX_REQUEST_FILE
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o664)
-            json.dump({"requested": now_text()}, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_directory(path.parent)
+    write_atomically(Path(data_dir) / OUTBOX_REQUEST_FILE,
+                     json.dumps({"requested": now_text()}).encode(), mode=0o664)
 
 
 def outbox_request_stamp(data_dir: Path) -> int | None:
@@ -308,20 +295,6 @@ class UsbStateFile:
         self.data["history"] = [entry, *self.data["history"]][:HISTORY_SIZE]
 
     def _write(self, *, durable: bool) -> None:
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                os.fchmod(out.fileno(), 0o644)
-                json.dump(self.data, out, ensure_ascii=False, indent=1)
-                out.flush()
-                if durable:
-                    os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        if durable:
-            fsync_directory(directory)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.path, json.dumps(self.data, ensure_ascii=False, indent=1).encode(),
+                         durable=durable)
