@@ -126,6 +126,17 @@ def run(config: Config, app: Callable, announce: Callable[[str], None] = print) 
     if ":" in shown:
         shown = f"[{shown}]"
     announce(f"Library ready at http://{shown}:{server.effective_port}/")
+    try:
+        serve_until_stopped(server)
+    finally:
+        if spool:
+            shutil.rmtree(spool, ignore_errors=True)
+    log.info("Server stopped.")
+    return 0
+
+
+def serve_until_stopped(server) -> None:
+    """Run a waitress server until SIGTERM (systemd) or Ctrl-C; requests in flight finish."""
 
     def stop(signum, frame):
         raise SystemExit(0)
@@ -137,7 +148,3 @@ def run(config: Config, app: Callable, announce: Callable[[str], None] = print) 
         pass
     finally:
         server.close()
-        if spool:
-            shutil.rmtree(spool, ignore_errors=True)
-    log.info("Server stopped.")
-    return 0

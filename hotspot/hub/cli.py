@@ -14,7 +14,6 @@ import json
 import getpass
 import logging
 import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -157,7 +156,7 @@ def cmd_hub(args: argparse.Namespace, config) -> int:
 def _serve(args, config, hub) -> int:
     import waitress
 
-    from hotspot.server import setup_logging
+    from hotspot.server import serve_until_stopped, setup_logging
 
     from .web import create_hub_app
 
@@ -180,16 +179,6 @@ def _serve(args, config, hub) -> int:
         clear_untrusted_proxy_headers=True, channel_timeout=120)
     shown = f"[{host}]" if ":" in host else host
     print(f"Hub ready at http://{shown}:{server.effective_port}/", flush=True)
-
-    def stop(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    serve_until_stopped(server)
     return 0
 
